@@ -1,0 +1,21 @@
+"""The ``lstmkit`` command."""
+import argparse
+import sys
+
+
+def _demo(args):
+    from .demo import run
+    run()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="lstmkit", description="LSTM networks on NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="a short tour of what an LSTM returns")
+    demo.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

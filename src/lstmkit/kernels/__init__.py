@@ -1,0 +1,16 @@
+"""Pure functions of arrays: the math of every layer, forward and backward. No classes, no state.
+
+Each ``*_forward`` returns its results and a ``cache``; the matching ``*_backward`` takes that cache and
+the gradients of the results and returns the gradients of every input and weight.
+"""
+from .dense import dense_backward, dense_forward
+from .dropout import dropout_mask
+from .embedding import embedding_backward, embedding_forward
+from .gru import gru_backward, gru_forward
+from .lstm import lstm_backward, lstm_forward
+from .rnn import rnn_backward, rnn_forward
+
+__all__ = [
+    "dense_forward", "dense_backward", "dropout_mask", "embedding_forward", "embedding_backward",
+    "gru_forward", "gru_backward", "lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward",
+]

@@ -1,0 +1,135 @@
+"""LSTM over a whole sequence: forward and hand-derived backward (back-propagation through time).
+
+Canonical layout (Keras's), gate blocks in the order i, f, g, o::
+
+    kernel            (I, 4U)
+    recurrent_kernel  (U, 4U)
+    bias              (4U,)
+
+For each step t where ``mask[:, t]`` is True::
+
+    z   = x_t @ kernel + (h_{t-1} * r) @ recurrent_kernel + bias      r: recurrent dropout mask, or 1
+    i   = σ(z_i)    f = σ(z_f)    g = act(z_g)    o = σ(z_o)        σ = recurrent_activation
+    c_t = f * c_{t-1} + i * g
+    h_t = o * act(c_t)                                               act = activation
+
+Shapes: x (B, T, I), mask (B, T) bool or None, h0 and c0 (B, U), outputs (B, T, U), h and c (B, U).
+Where the mask is False the state is carried and the output is zero or repeated (see ``sequence``).
+"""
+import numpy as np
+
+from . import activations
+from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
+
+
+def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=False,
+                 masked_output_mode="zero", activation="tanh", recurrent_activation="sigmoid",
+                 recurrent_dropout_mask=None):
+    """Run an LSTM over ``x``. Returns ``outputs, h, c, cache``; ``cache`` feeds :func:`lstm_backward`.
+
+    ``bias`` may be None (``use_bias=False``). ``h0``/``c0`` may be None (zeros).
+    """
+    check_mode(masked_output_mode)
+    act, _ = activations.get(activation)
+    ract, _ = activations.get(recurrent_activation)
+    dtype = kernel.dtype
+    B, T, _ = x.shape
+    U = recurrent_kernel.shape[0]
+    xs, ms = to_processing_order(x, mask, reverse, dtype)
+
+    # Input projections of every step in one matrix product.
+    xw = (xs.reshape(T * B, -1) @ kernel).reshape(T, B, 4 * U)
+    if bias is not None:
+        xw += bias
+
+    h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
+    c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
+    rmask = recurrent_dropout_mask
+    gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
+    hs = np.empty((T + 1, B, U), dtype)      # state entering each step (hs[0] = h0) and the last
+    cs = np.empty((T + 1, B, U), dtype)
+    act_c = np.empty((T, B, U), dtype)
+    outs = np.zeros((T, B, U), dtype)
+    hs[0], cs[0] = h, c
+    prev_out = np.zeros((B, U), dtype)
+    for t in range(T):
+        hr = h if rmask is None else h * rmask
+        z = xw[t] + hr @ recurrent_kernel
+        a = gates[t]
+        a[:, :2 * U] = ract(z[:, :2 * U])
+        a[:, 2 * U:3 * U] = act(z[:, 2 * U:3 * U])
+        a[:, 3 * U:] = ract(z[:, 3 * U:])
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        c_new = f * c + i * g
+        act_c[t] = act(c_new)
+        h_new = o * act_c[t]
+        m = None if ms is None else ms[t]
+        masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
+        prev_out = outs[t]
+        if m is None:
+            h, c = h_new, c_new
+        else:
+            h = h + m * (h_new - h)
+            c = c + m * (c_new - c)
+        hs[t + 1], cs[t + 1] = h, c
+    cache = (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs, act_c, rmask,
+             reverse, masked_output_mode, activation, recurrent_activation)
+    return to_batch_major(outs, reverse), h, c, cache
+
+
+def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
+    """Back-propagate through :func:`lstm_forward`.
+
+    ``d_outputs`` (B, T, U), ``d_h`` and ``d_c`` (B, U) are the gradients of the loss with respect to
+    the forward's results; any may be None (zero). Returns a dict with ``x``, ``h0``, ``c0``,
+    ``kernel``, ``recurrent_kernel`` and ``bias`` (None without bias).
+    """
+    (xs, ms, kernel, recurrent_kernel, has_bias, gates, hs, cs, act_c, rmask, reverse, mode,
+     activation, recurrent_activation) = cache
+    _, dact = activations.get(activation)
+    _, dract = activations.get(recurrent_activation)
+    T, B, _ = xs.shape
+    U = recurrent_kernel.shape[0]
+    dtype = kernel.dtype
+    d_outs = None
+    if d_outputs is not None:
+        d_outs, _ = to_processing_order(d_outputs, None, reverse, dtype)
+    dh = np.zeros((B, U), dtype) if d_h is None else np.array(d_h, dtype)
+    dc = np.zeros((B, U), dtype) if d_c is None else np.array(d_c, dtype)
+    pending = np.zeros((B, U), dtype)
+    dz = np.empty((T, B, 4 * U), dtype)
+    rk_t = recurrent_kernel.T
+    for t in range(T - 1, -1, -1):
+        m = None if ms is None else ms[t]
+        dh_new = dh if m is None else dh * m
+        if d_outs is not None:
+            dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
+        dc_new = dc if m is None else dc * m
+        a = gates[t]
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        ac = act_c[t]
+        dc_new = dc_new + dh_new * o * dact(ac)
+        d = dz[t]
+        d[:, :U] = dc_new * g * dract(i)
+        d[:, U:2 * U] = dc_new * cs[t] * dract(f)
+        d[:, 2 * U:3 * U] = dc_new * i * dact(g)
+        d[:, 3 * U:] = dh_new * ac * dract(o)
+        dh_gate = d @ rk_t
+        if rmask is not None:
+            dh_gate *= rmask
+        if m is None:
+            dh, dc = dh_gate, dc_new * f
+        else:
+            dh = dh_gate + dh * (1 - m)
+            dc = dc_new * f + dc * (1 - m)
+    dz2 = dz.reshape(T * B, 4 * U)
+    h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
+    grads = {
+        "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, -1), reverse),
+        "h0": dh,
+        "c0": dc,
+        "kernel": xs.reshape(T * B, -1).T @ dz2,
+        "recurrent_kernel": h_in.reshape(T * B, U).T @ dz2,
+        "bias": dz2.sum(axis=0) if has_bias else None,
+    }
+    return grads
