@@ -3,6 +3,8 @@
 Each ``*_forward`` returns its results and a ``cache``; the matching ``*_backward`` takes that cache and
 the gradients of the results and returns the gradients of every input and weight.
 """
+from .attention import (attention_backward, attention_forward, attention_memory_backward,
+                        attention_memory_forward)
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_mask
 from .embedding import embedding_backward, embedding_forward
@@ -11,6 +13,7 @@ from .lstm import lstm_backward, lstm_forward
 from .rnn import rnn_backward, rnn_forward
 
 __all__ = [
+    "attention_forward", "attention_backward", "attention_memory_forward", "attention_memory_backward",
     "dense_forward", "dense_backward", "dropout_mask", "embedding_forward", "embedding_backward",
     "gru_forward", "gru_backward", "lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward",
 ]
