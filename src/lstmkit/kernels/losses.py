@@ -1,0 +1,193 @@
+"""Losses and their hand-derived gradients: pure functions of arrays.
+
+Every loss is computed in two stages:
+
+1. a *per-position* loss ``l`` (one value per token, or per sample), following Keras 3's formulas:
+
+   =========================  ===========================================  ======================
+   loss                       l at one position (C classes / F features)   d l / d y_pred
+   =========================  ===========================================  ======================
+   categorical CE, logits z   -sum_c q_c log softmax(z)_c                  softmax(z) - q
+   categorical CE, probs p    -sum_c q_c log clip(p / sum p, e, 1-e)       (chain rule, below)
+   binary CE, logits z        mean_f max(z,0) - z t + log(1 + e^-|z|)      (sigmoid(z) - t) / F
+   binary CE, probs p         mean_f -t log(p'+e) - (1-t) log(1-p'+e)      (chain rule, below)
+   mean squared error         mean_f (p - t)^2                             2 (p - t) / F
+   =========================  ===========================================  ======================
+
+   where ``q = (1 - s) * onehot(label) + s / C`` is the label-smoothed target (Keras's and PyTorch's
+   definition, they agree), ``t' = (1 - s) t + s / 2`` for binary targets, ``p' = clip(p, e, 1 - e)``
+   and ``e = 1e-7`` (Keras's ``backend.epsilon()``). Sparse CE from probabilities clips first and then
+   normalizes (as Keras's TensorFlow backend); dense CE normalizes first and then clips.
+
+2. a *reduction* of ``l`` (shape ``P``) with optional per-position ``weights`` (sample weights, shape
+   ``P``) and ``mask`` (booleans, shape ``P``; False = padding, contributes nothing):
+
+   ``"sum_over_batch_size"`` (Keras's default; also ``"mean"``): sum(l * w) / number of valid positions
+   -- the mean over real tokens. ``"per_sequence"``: sum(l * w) / P[0] -- each sequence's summed
+   loss, averaged over the batch. ``"sum"``: sum(l * w). ``"none"``: l * w (zero at masked positions).
+
+Each ``name(...)`` returns ``(loss, cache)``; ``name_backward(cache, d_loss=None)`` returns the
+gradient of the predictions (``d_loss`` is the upstream gradient; it defaults to 1, or to ones of the
+loss's shape for ``reduction="none"``). Inputs must already be validated (see ``lstmkit.losses``).
+"""
+import numpy as np
+
+EPSILON = 1e-7
+REDUCTIONS = ("sum_over_batch_size", "mean", "per_sequence", "sum", "none")
+
+
+# -- reduction ----------------------------------------------------------------------------------
+def reduce_forward(per, weights=None, mask=None, reduction="sum_over_batch_size"):
+    """Reduce per-position losses ``per`` (shape P). Returns ``(loss, cache)``."""
+    w = np.ones_like(per) if weights is None else np.asarray(weights, per.dtype)
+    if mask is not None:
+        w = np.where(mask, w, 0).astype(per.dtype)
+        per = np.where(mask, per, 0)      # padded positions may hold inf/NaN: drop, don't multiply
+    weighted = per * w
+    if reduction == "none":
+        return weighted, (w, None, per.shape)
+    if reduction == "sum":
+        scale = 1.0
+    elif reduction in ("sum_over_batch_size", "mean"):
+        count = per.size if mask is None else int(np.count_nonzero(mask))
+        scale = 1.0 / count if count else 0.0
+    elif reduction == "per_sequence":
+        scale = 1.0 / per.shape[0] if per.ndim and per.shape[0] else 0.0
+    else:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    return weighted.sum(dtype=np.float64) * scale, (w, scale, per.shape)
+
+
+def reduce_backward(cache, d_loss=None):
+    """Gradient of the per-position losses."""
+    w, scale, shape = cache
+    if scale is None:       # reduction "none": d_loss has the loss's shape
+        return w * (np.ones(shape, w.dtype) if d_loss is None else np.asarray(d_loss, w.dtype))
+    return w * np.asarray(scale * (1.0 if d_loss is None else d_loss), w.dtype)
+
+
+# -- categorical cross-entropy -------------------------------------------------------------------
+def _log_softmax(z):
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _smoothed_targets(labels, num_classes, smoothing, dtype):
+    q = np.zeros(labels.shape + (num_classes,), dtype)
+    np.put_along_axis(q, labels[..., None], 1.0, axis=-1)
+    if smoothing:
+        q = q * (1.0 - smoothing) + smoothing / num_classes
+    return q
+
+
+def sparse_categorical_crossentropy(y_pred, labels, *, from_logits=False, label_smoothing=0.0,
+                                    weights=None, mask=None, reduction="sum_over_batch_size"):
+    """Cross-entropy of integer ``labels`` (P) against ``y_pred`` (P + (C,)) logits or probabilities.
+
+    Labels at masked positions are ignored (they may hold any value, e.g. PyTorch's -100).
+    """
+    labels = np.asarray(labels)
+    if mask is not None:
+        labels = np.where(mask, labels, 0)
+    q = _smoothed_targets(labels, y_pred.shape[-1], label_smoothing, y_pred.dtype)
+    return _categorical(y_pred, q, from_logits, "clip_then_normalize", weights, mask, reduction)
+
+
+def categorical_crossentropy(y_pred, y_true, *, from_logits=False, label_smoothing=0.0,
+                             weights=None, mask=None, reduction="sum_over_batch_size"):
+    """Cross-entropy of target distributions ``y_true`` (P + (C,)) against ``y_pred`` (same shape)."""
+    q = np.asarray(y_true, y_pred.dtype)
+    if label_smoothing:
+        q = q * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[-1]
+    return _categorical(y_pred, q, from_logits, "normalize_then_clip", weights, mask, reduction)
+
+
+def _categorical(y_pred, q, from_logits, order, weights, mask, reduction):
+    if from_logits:
+        logp = _log_softmax(y_pred)
+        prob_cache = None
+    elif order == "clip_then_normalize":
+        clipped = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        logp = _log_softmax(np.log(clipped))
+        prob_cache = (order, y_pred, clipped)
+    else:
+        total = y_pred.sum(axis=-1, keepdims=True)
+        normed = y_pred / total
+        clipped = np.clip(normed, EPSILON, 1.0 - EPSILON)
+        logp = np.log(clipped)
+        prob_cache = (order, normed, clipped, total)
+    per = -(q * logp).sum(axis=-1)
+    loss, rcache = reduce_forward(per, weights, mask, reduction)
+    return loss, ("categorical", rcache, q, logp, prob_cache)
+
+
+def _categorical_backward(cache, d_loss):
+    _, rcache, q, logp, prob_cache = cache
+    d_per = reduce_backward(rcache, d_loss)[..., None]
+    if prob_cache is None:                                  # logits: softmax(z) - q, q sums to s
+        return d_per * (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q)
+    if prob_cache[0] == "clip_then_normalize":
+        _, p, clipped = prob_cache
+        d_log = d_per * (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q)   # w.r.t. log(clipped)
+        inside = (p >= EPSILON) & (p <= 1.0 - EPSILON)
+        return np.where(inside, d_log / clipped, 0).astype(p.dtype)
+    _, normed, clipped, total = prob_cache
+    d_clipped = d_per * (-q / clipped)
+    d_normed = np.where((normed >= EPSILON) & (normed <= 1.0 - EPSILON), d_clipped, 0)
+    # normed = p / sum(p): d p_j = (d n_j - sum_k d n_k n_k) / sum(p)
+    return ((d_normed - (d_normed * normed).sum(axis=-1, keepdims=True)) / total).astype(normed.dtype)
+
+
+def categorical_crossentropy_backward(cache, d_loss=None):
+    """Gradient of ``y_pred`` for :func:`categorical_crossentropy` (and the sparse one)."""
+    return _categorical_backward(cache, d_loss)
+
+
+sparse_categorical_crossentropy_backward = categorical_crossentropy_backward
+
+
+# -- binary cross-entropy ------------------------------------------------------------------------
+def binary_crossentropy(y_pred, y_true, *, from_logits=False, label_smoothing=0.0, weights=None,
+                        mask=None, reduction="sum_over_batch_size"):
+    """Binary cross-entropy of targets ``y_true`` in [0, 1] against ``y_pred`` (same shape, (..., F));
+    the per-position loss is the mean over the last axis, as Keras's."""
+    t = np.asarray(y_true, y_pred.dtype)
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        z = y_pred
+        elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        prob_cache = None
+    else:
+        p = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        elem = -(t * np.log(p + EPSILON) + (1.0 - t) * np.log(1.0 - p + EPSILON))
+        prob_cache = p
+    per = elem.mean(axis=-1)
+    loss, rcache = reduce_forward(per, weights, mask, reduction)
+    return loss, (rcache, y_pred, t, prob_cache)
+
+
+def binary_crossentropy_backward(cache, d_loss=None):
+    rcache, y_pred, t, p = cache
+    d_per = reduce_backward(rcache, d_loss)[..., None] / y_pred.shape[-1]
+    if p is None:
+        s = 0.5 * np.tanh(0.5 * y_pred) + 0.5
+        return (d_per * (s - t)).astype(y_pred.dtype)
+    d_p = -t / (p + EPSILON) + (1.0 - t) / (1.0 - p + EPSILON)
+    inside = (y_pred >= EPSILON) & (y_pred <= 1.0 - EPSILON)
+    return np.where(inside, d_per * d_p, 0).astype(y_pred.dtype)
+
+
+# -- mean squared error --------------------------------------------------------------------------
+def mean_squared_error(y_pred, y_true, *, weights=None, mask=None, reduction="sum_over_batch_size"):
+    """``mean((y_pred - y_true)**2)`` over the last axis, then reduced."""
+    diff = y_pred - np.asarray(y_true, y_pred.dtype)
+    per = np.mean(diff * diff, axis=-1)
+    loss, rcache = reduce_forward(per, weights, mask, reduction)
+    return loss, (rcache, diff)
+
+
+def mean_squared_error_backward(cache, d_loss=None):
+    rcache, diff = cache
+    d_per = reduce_backward(rcache, d_loss)[..., None]
+    return (d_per * (2.0 / diff.shape[-1]) * diff).astype(diff.dtype)
