@@ -1,0 +1,252 @@
+"""Benchmark: one recurrent layer in lstmkit and its peers, side by side in one process run.
+
+    python bench/run.py                 # every case, writes bench/RESULTS.md
+    python bench/run.py --quick         # a few cases, prints only
+    python bench/run.py --cells lstm --B 1 8 --H 128 --T 20 --repeats 5
+
+Every peer runs the same layer on the same inputs and weights (converted from Keras's layout); a peer
+whose outputs differ from lstmkit's by more than 1e-4 is flagged. Each time is the minimum over
+``--repeats`` measurements (the machine may be shared). GFLOP/s counts matrix-multiply FLOPs only.
+The ceiling is NumPy's float32 matrix-multiply rate on a square product.
+"""
+import argparse
+import datetime
+import itertools
+import os
+import platform
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+import numpy as np  # noqa: E402
+
+from peers import PEERS, Problem  # noqa: E402
+
+PEER_ORDER = ["lstmkit", "torch", "onnxruntime", "keras"]
+
+
+def timeit(fn, repeats, min_time=0.02):
+    """Minimum over ``repeats`` of the mean time of a batch of calls lasting at least ``min_time``."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    n = max(1, int(min_time / max(one, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def matmul_peak(repeats):
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    out = np.empty_like(a)
+    t = timeit(lambda: np.matmul(a, a, out=out), repeats, 0.1)
+    return 2 * 2048 ** 3 / t / 1e9
+
+
+def versions():
+    v = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ["numba", "torch", "keras", "tensorflow", "onnxruntime", "onnx"]:
+        try:
+            v[mod] = __import__(mod).__version__
+        except Exception:
+            v[mod] = "not installed"
+    from lstmkit import kernels
+    v["lstmkit backend"] = kernels.get_backend() if hasattr(kernels, "get_backend") else "numpy"
+    return v
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_cases(args):
+    rows = []
+    built_peers = [p for p in PEER_ORDER if p in args.peers]
+    skipped = {}
+    for cell, H, T, B in itertools.product(args.cells, args.H, args.T, args.B):
+        prob = Problem(cell, B, T, H).make()
+        fns = {}
+        for name in built_peers:
+            if name in skipped:
+                continue
+            try:
+                fns[name] = PEERS[name](prob)
+            except ImportError as e:
+                skipped[name] = str(e)
+        ref = fns["lstmkit"]["out"]()
+        flags = {n: float(np.max(np.abs(np.asarray(f["out"]()) - ref))) for n, f in fns.items()}
+        for mode in args.modes:
+            times = {n: None for n in fns}
+            for _ in range(args.rounds):       # interleave the peers: noise hits them alike
+                for n, f in fns.items():
+                    fn = f["fwd"] if mode == "fwd" else f["fwdbwd"]
+                    if fn is None:
+                        continue
+                    t = timeit(fn, args.repeats)
+                    times[n] = t if times[n] is None else min(times[n], t)
+            row = {"cell": cell, "mode": mode, "B": B, "T": T, "H": H, "times": times,
+                   "gflops": prob.flops(mode == "fwdbwd") / times["lstmkit"] / 1e9, "maxdiff": flags}
+            rows.append(row)
+            print(format_row(row, args.peak), flush=True)
+    return rows, skipped
+
+
+def ratio(row, peer):
+    t = row["times"].get(peer)
+    return None if t is None else t / row["times"]["lstmkit"]
+
+
+def format_row(row, peak):
+    cells = [row["cell"], row["mode"], str(row["B"]), str(row["T"]), str(row["H"])]
+    cells.append(f"{row['times']['lstmkit'] * 1e3:.3f}")
+    cells.append(f"{row['gflops']:.1f} ({100 * row['gflops'] / peak:.0f}%)")
+    for peer in PEER_ORDER[1:]:
+        t = row["times"].get(peer)
+        if t is None:
+            cells.append("-")
+        else:
+            flag = " (!)" if row["maxdiff"].get(peer, 0) > 1e-4 else ""
+            cells.append(f"{t * 1e3:.3f} / {t / row['times']['lstmkit']:.2f}x{flag}")
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| cell | mode | B | T | H | lstmkit ms | lstmkit GFLOP/s (% of peak) | "
+          "PyTorch ms / ratio | ONNX Runtime ms / ratio | Keras 3 (TF) ms / ratio |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def memory(args):
+    """Peak training memory of the largest case, each peer in a fresh process (Linux only)."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return {}
+    cell, B, T, H = args.cells[0], max(args.B), max(args.T), max(args.H)
+    res = {"case": f"{cell} fwd+bwd B={B} T={T} H={H}"}
+    for peer in ["lstmkit", "torch", "keras"]:
+        if peer not in args.peers:
+            continue
+        out = subprocess.run([sys.executable, os.path.join(HERE, "memory.py"), peer, cell, str(B),
+                              str(T), str(H)], capture_output=True, text=True)
+        res[peer] = out.stdout.strip().splitlines()[-1] + " MiB" if out.returncode == 0 else "skipped"
+    return res
+
+
+def seq2seq_cases(args):
+    """Seq2seq training step and greedy/beam decoding, when lstmkit.seq2seq provides a bench hook."""
+    try:
+        from lstmkit.seq2seq import bench_hooks  # noqa: F401
+    except ImportError:
+        return "skipped: lstmkit.seq2seq does not provide bench hooks yet"
+    lines = []
+    for name, fn in bench_hooks.CASES.items():
+        lines.append(f"| {name} | {timeit(fn, args.repeats) * 1e3:.3f} ms |")
+    return "| seq2seq case | lstmkit |\n|---|---|\n" + "\n".join(lines)
+
+
+def worst(rows):
+    """The case with the smallest ratio to any peer."""
+    best = None
+    for row in rows:
+        for peer in PEER_ORDER[1:]:
+            r = ratio(row, peer)
+            if r is not None and (best is None or r < best[0]):
+                best = (r, peer, row)
+    return best
+
+
+def write_results(path, args, rows, skipped, peak, mem, s2s, command):
+    w = worst(rows)
+    lines = [
+        "# Benchmark results", "",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  ",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "  ",
+        f"Command: `{command}`  ",
+        f"Conditions: {args.note}", "",
+        f"NumPy float32 matmul peak (2048², the ceiling): **{peak:.1f} GFLOP/s**", "",
+        "Times are the minimum over repeats, in ms; `ratio` = peer time / lstmkit time (> 1: lstmkit "
+        "is faster). GFLOP/s counts matrix-multiply FLOPs (forward 2·T·B·(I+U)·G·U; forward+backward "
+        "3×). ONNX Runtime runs inference only. `(!)` marks a peer whose outputs differ from lstmkit's "
+        "by more than 1e-4.", "",
+        HEADER, *[format_row(r, peak) for r in rows], "",
+    ]
+    if w:
+        r, peer, row = w
+        lines += [f"Worst case: {row['cell']} {row['mode']} B={row['B']} T={row['T']} H={row['H']}: "
+                  f"{r:.2f}x {peer}.", ""]
+    for peer, why in skipped.items():
+        lines.append(f"Skipped {peer}: {why}  ")
+    if mem:
+        lines += ["", f"Peak training memory ({mem.pop('case')}, growth of the resident set over the "
+                  "inputs and weights, fresh process each): "
+                  + ", ".join(f"{k} {v}" for k, v in mem.items()), ""]
+    lines += ["", "Seq2seq: " + s2s, ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="B 1 32, H 128, T 20, LSTM only; no RESULTS.md")
+    ap.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
+    ap.add_argument("--B", nargs="+", type=int, default=[1, 8, 32, 128])
+    ap.add_argument("--H", nargs="+", type=int, default=[128, 512])
+    ap.add_argument("--T", nargs="+", type=int, default=[20, 100])
+    ap.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
+    ap.add_argument("--peers", nargs="+", default=PEER_ORDER, choices=PEER_ORDER)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the peers")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--results", default=None, help="write this file (default bench/RESULTS.md, not with --quick)")
+    ap.add_argument("--note", default="shared machine, other work running; minimum over repeats")
+    args = ap.parse_args(argv)
+    if "lstmkit" not in args.peers:
+        args.peers = ["lstmkit", *args.peers]
+    if args.quick:
+        args.cells, args.B, args.H, args.T = ["lstm"], [1, 32], [128], [20]
+        args.repeats, args.rounds, args.no_memory = 3, 1, True
+    command = "python " + " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+
+    peak = args.peak = matmul_peak(args.repeats)
+    print(f"NumPy float32 matmul peak: {peak:.1f} GFLOP/s")
+    print(HEADER)
+    rows, skipped = run_cases(args)
+    for peer, why in skipped.items():
+        print(f"skipped {peer}: {why}")
+    w = worst(rows)
+    if w:
+        print(f"worst: {w[2]['cell']} {w[2]['mode']} B={w[2]['B']} T={w[2]['T']} H={w[2]['H']}: "
+              f"{w[0]:.2f}x {w[1]}")
+    mem = {} if args.no_memory else memory(args)
+    if mem:
+        print("peak training memory:", mem)
+    s2s = seq2seq_cases(args)
+    print("seq2seq:", s2s)
+    path = args.results or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
+    if path:
+        write_results(path, args, rows, skipped, peak, mem, s2s, command)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
