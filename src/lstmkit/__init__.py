@@ -8,8 +8,12 @@ The native API returns named results, so there is nothing to guess::
 """
 from .layers import (GRU, LSTM, Bidirectional, BidirectionalResult, Dense, Dropout, Embedding,
                      HiddenState, Layer, LSTMState, RecurrentGrads, RecurrentResult, SimpleRNN)
+from . import layouts   # NumPy only: cheap
+
+from .explain import explain
 
 __version__ = "0.1.0"
 
 __all__ = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Embedding", "Dropout", "Layer",
-           "LSTMState", "HiddenState", "RecurrentResult", "BidirectionalResult", "RecurrentGrads"]
+           "LSTMState", "HiddenState", "RecurrentResult", "BidirectionalResult", "RecurrentGrads",
+           "explain"]

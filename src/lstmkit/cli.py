@@ -13,6 +13,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="a short tour of what an LSTM returns")
     demo.set_defaults(func=_demo)
+    from .explain import add_parser as add_explain_parser
+    add_explain_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
