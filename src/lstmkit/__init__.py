@@ -9,7 +9,6 @@ The native API returns named results, so there is nothing to guess::
 from .layers import (GRU, LSTM, Bidirectional, BidirectionalResult, Dense, Dropout, Embedding,
                      HiddenState, Layer, LSTMState, RecurrentGrads, RecurrentResult, SimpleRNN)
 from . import layouts   # NumPy only: cheap
-from . import layouts   # NumPy only: cheap
 
 from .explain import explain
 
