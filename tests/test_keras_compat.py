@@ -1,0 +1,264 @@
+"""lstmkit.keras against the real Keras 3: same weights (copied with set_weights), same numbers.
+
+Every layer is built on both sides, Keras's weights are copied into lstmkit's, and outputs and states
+are compared in float32 (atol 1e-5). Expected values come from Keras, never from lstmkit itself.
+"""
+import numpy as np
+import pytest
+
+import lstmkit
+import lstmkit.keras as lk
+from lstmkit.keras import layers as L
+
+ATOL = 1e-5
+
+
+def close(ours, theirs, atol=ATOL):
+    ours = ours if isinstance(ours, (list, tuple)) else [ours]
+    theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
+    assert len(ours) == len(theirs), (len(ours), len(theirs))
+    for a, b in zip(ours, theirs):
+        b = np.asarray(b)
+        assert isinstance(a, np.ndarray)
+        assert a.shape == b.shape, (a.shape, b.shape)
+        np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
+
+
+def both(keras3, make, x, **call):
+    """Build the same layer in Keras and lstmkit, copy Keras's weights over, call both."""
+    k_layer, o_layer = make(keras3.layers), make(L)
+    theirs = k_layer(x, **call)
+    o_layer(x, **call)
+    o_layer.set_weights(k_layer.get_weights())
+    return o_layer(x, **call), theirs, o_layer, k_layer
+
+
+@pytest.fixture
+def seqs(rng):
+    return rng.normal(size=(3, 5, 4)).astype("float32")
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("return_state", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_return_structures(keras3, seqs, kind, return_sequences, return_state, go_backwards):
+    make = lambda ns: getattr(ns, kind)(6, return_sequences=return_sequences,
+                                        return_state=return_state, go_backwards=go_backwards)
+    ours, theirs, _, _ = both(keras3, make, seqs)
+    assert isinstance(ours, list) == return_state
+    close(ours, list(theirs) if return_state else theirs)
+    if return_state and return_sequences:
+        # Keras's identity: the last output (in processing order) is h.
+        np.testing.assert_array_equal(ours[0][:, -1], ours[1])
+
+
+@pytest.mark.parametrize("kind,kwargs", [
+    ("LSTM", dict(activation="relu", recurrent_activation="hard_sigmoid")),
+    ("LSTM", dict(use_bias=False)),
+    ("LSTM", dict(unit_forget_bias=False, bias_initializer="ones")),
+    ("GRU", dict(reset_after=False)),
+    ("GRU", dict(recurrent_activation="hard_sigmoid", use_bias=False)),
+    ("SimpleRNN", dict(activation="relu")),
+    ("LSTM", dict(dropout=0.3, recurrent_dropout=0.4, unroll=True)),   # inference: no dropout
+])
+def test_cell_arguments(keras3, seqs, kind, kwargs):
+    make = lambda ns: getattr(ns, kind)(5, return_sequences=True, return_state=True, **kwargs)
+    ours, theirs, o_layer, k_layer = both(keras3, make, seqs)
+    close(ours, list(theirs))
+    assert [w.shape for w in o_layer.get_weights()] == [tuple(w.shape) for w in k_layer.get_weights()]
+
+
+def test_initializers_by_name_match_keras_deterministic_ones(keras3, seqs):
+    for ufb in (True, False):
+        k = keras3.layers.LSTM(3, unit_forget_bias=ufb, bias_initializer="zeros")
+        o = L.LSTM(3, unit_forget_bias=ufb, bias_initializer="zeros")
+        k(seqs), o(seqs)
+        np.testing.assert_array_equal(o.get_weights()[2], k.get_weights()[2])
+    o = L.LSTM(3, kernel_initializer="ones", recurrent_initializer="zeros")
+    o(seqs)
+    assert np.all(o.cell.kernel == 1) and np.all(o.cell.recurrent_kernel == 0)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_explicit_mask_repeats_last_valid_output(keras3, seqs, kind, go_backwards):
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 1, 1, 0]], bool)   # also a hole
+    make = lambda ns: getattr(ns, kind)(4, return_sequences=True, return_state=True,
+                                        go_backwards=go_backwards)
+    ours, theirs, _, _ = both(keras3, make, seqs, mask=mask)
+    close(ours, list(theirs))
+    if not go_backwards:
+        np.testing.assert_array_equal(ours[0][1, 3], ours[0][1, 2])   # repeated, not zero
+
+
+@pytest.mark.parametrize("kind,n", [("LSTM", 2), ("GRU", 1), ("SimpleRNN", 1)])
+def test_initial_state(keras3, seqs, rng, kind, n):
+    states = [np.tanh(rng.normal(size=(3, 4))).astype("float32") for _ in range(n)]
+    if n == 2:   # a consistent [h, c]: |h| <= |tanh(c)|
+        states = [0.5 * np.tanh(states[1]), states[1]]
+    make = lambda ns: getattr(ns, kind)(4, return_state=True)
+    ours, theirs, _, _ = both(keras3, make, seqs, initial_state=states)
+    close(ours, list(theirs))
+
+
+def test_initial_state_in_inputs_list(keras3, seqs, rng):
+    h = np.zeros((3, 4), "float32")
+    c = rng.normal(size=(3, 4)).astype("float32")
+    k = keras3.layers.LSTM(4, return_state=True)
+    theirs = k(seqs, initial_state=[h, c])
+    o = L.LSTM(4, return_state=True)
+    o(seqs)
+    o.set_weights(k.get_weights())
+    close(o([seqs, h, c]), list(theirs))
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul", None])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional(keras3, seqs, merge_mode, return_sequences):
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], bool)
+    make = lambda ns: ns.Bidirectional(ns.LSTM(4, return_sequences=return_sequences,
+                                                return_state=True), merge_mode=merge_mode)
+    ours, theirs, o_layer, k_layer = both(keras3, make, seqs, mask=mask)
+    assert len(ours) == len(theirs) == (6 if merge_mode is None else 5)   # [out, fw_h, fw_c, bw_h, bw_c]
+    close(ours, list(theirs))
+    assert o_layer.count_params() == k_layer.count_params()
+
+
+def test_bidirectional_gru_initial_state(keras3, seqs, rng):
+    states = [np.tanh(rng.normal(size=(3, 3))).astype("float32") for _ in range(2)]
+    make = lambda ns: ns.Bidirectional(ns.GRU(3, return_sequences=True, return_state=True))
+    ours, theirs, _, _ = both(keras3, make, seqs, initial_state=states)
+    close(ours, list(theirs))
+
+
+def test_stateful_carries_state_across_calls(keras3, seqs):
+    k = keras3.layers.LSTM(4, stateful=True, return_state=True)
+    o = L.LSTM(4, stateful=True, return_state=True)
+    k(seqs)
+    o(seqs)
+    k.reset_states()
+    o.reset_states()
+    o.set_weights(k.get_weights())
+    first, second = seqs[:, :2], seqs[:, 2:]
+    close(o(first), list(k(first)))
+    close(o(second), list(k(second)))           # starts from the state left by the first call
+    whole = L.LSTM(4, return_state=True)
+    whole(seqs)
+    whole.set_weights(k.get_weights())
+    close(o.states, whole(seqs)[1:])            # split sequence with carried state == whole
+    k.reset_states()
+    o.reset_states()
+    close(o(second), list(k(second)))
+
+
+def test_time_major_is_the_transposed_batch_major_layer(keras3, seqs):
+    # Keras 3 dropped time_major; tf.keras 2 defined it as (time, batch, features) in and out.
+    make = lambda ns: ns.LSTM(4, return_sequences=True, return_state=True)
+    ours, theirs, o_layer, _ = both(keras3, make, seqs)
+    tm = L.LSTM(4, return_sequences=True, return_state=True, time_major=True)
+    tm(seqs.transpose(1, 0, 2))
+    tm.set_weights(o_layer.get_weights())
+    out, h, c = tm(seqs.transpose(1, 0, 2))
+    close([out.transpose(1, 0, 2), h, c], list(theirs))
+
+
+@pytest.mark.parametrize("cell", ["LSTMCell", "GRUCell", "SimpleRNNCell"])
+def test_rnn_of_cell(keras3, seqs, cell):
+    make = lambda ns: ns.RNN(getattr(ns, cell)(5), return_sequences=True, return_state=True)
+    ours, theirs, _, _ = both(keras3, make, seqs)
+    close(ours, list(theirs))
+
+
+def test_cell_single_step(keras3, seqs):
+    k, o = keras3.layers.LSTMCell(3), L.LSTMCell(3)
+    states = [np.zeros((3, 3), "float32")] * 2
+    k(seqs[:, 0], states)
+    o(seqs[:, 0], states)
+    o.set_weights(k.get_weights())
+    out_k, st_k = k(seqs[:, 0], states)
+    out_o, st_o = o(seqs[:, 0], states)
+    close([out_o, *st_o], [out_k, *st_k])
+
+
+def test_feed_forward_layers(keras3, seqs):
+    for make in (lambda ns: ns.TimeDistributed(ns.Dense(3, activation="softmax")),
+                 lambda ns: ns.Dense(3, activation="tanh"),
+                 lambda ns: ns.Activation("softmax"),
+                 lambda ns: ns.Dropout(0.5),
+                 lambda ns: ns.Masking(mask_value=seqs[0, 0, 0])):
+        ours, theirs, o_layer, k_layer = both(keras3, make, seqs)
+        close(ours, theirs)
+    x2 = seqs[:, 0]
+    close(L.RepeatVector(3)(x2), keras3.layers.RepeatVector(3)(x2))
+    close(L.Concatenate()([seqs, seqs[..., :2]]), keras3.layers.Concatenate()([seqs, seqs[..., :2]]))
+    close(L.Concatenate(axis=1)([seqs, seqs]), keras3.layers.Concatenate(axis=1)([seqs, seqs]))
+
+
+def test_embedding_mask_zero_into_lstm_model(keras3, rng):
+    ids = np.array([[3, 5, 2, 0, 0], [1, 2, 3, 4, 5], [7, 0, 0, 0, 0]])
+
+    def build(ns, models):
+        inp = ns.Input(shape=(None,), dtype="int32")
+        emb = ns.Embedding(10, 4, mask_zero=True)(inp)
+        seq = ns.LSTM(3, return_sequences=True)(emb)
+        seq2, h = ns.GRU(3, return_sequences=True, return_state=True, go_backwards=True)(seq)
+        last = ns.LSTM(2)(seq)
+        return models.Model(inp, [seq, seq2, h, last])
+
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    close(om.predict(ids), km.predict(ids, verbose=0))
+
+
+def test_masking_layer_in_sequential(keras3, seqs):
+    x = seqs.copy()
+    x[1, 3:] = 0.0
+    x[2, 1] = 0.0
+    km = keras3.Sequential([keras3.Input((5, 4)), keras3.layers.Masking(),
+                            keras3.layers.LSTM(3, return_sequences=True),
+                            keras3.layers.TimeDistributed(keras3.layers.Dense(2))])
+    om = lk.Sequential([lk.Input((5, 4)), L.Masking(), L.LSTM(3, return_sequences=True),
+                        L.TimeDistributed(L.Dense(2))])
+    om.set_weights(km.get_weights())
+    close(om.predict(x), km.predict(x, verbose=0))
+    assert om.count_params() == km.count_params()
+
+
+# -- errors -------------------------------------------------------------------------------------------
+def test_lstm_initial_state_with_one_array_says_h_and_c(seqs):
+    with pytest.raises(ValueError, match=r"needs 2 arrays \[h, c\]"):
+        L.LSTM(4)(seqs, initial_state=np.zeros((3, 4), "float32"))
+    with pytest.raises(ValueError, match="state_is_tuple=False"):
+        L.LSTM(4)(seqs, initial_state=[np.zeros((3, 8), "float32")])
+
+
+def test_tf1_ordered_state_is_caught(rng, seqs):
+    ref = L.LSTM(4, return_state=True)
+    _, h, c = ref(seqs * 3)
+    out = L.LSTM(4)(seqs, initial_state=[h, c])                 # Keras's order: fine
+    assert out.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"\(c, h\) in TF1's order"):
+        L.LSTM(4)(seqs, initial_state=[c, h])
+    named = lstmkit.LSTMState(h=h, c=c)                        # a named state is never ambiguous
+    np.testing.assert_array_equal(L.LSTM(4, seed=1)(seqs, initial_state=named).shape, (3, 4))
+
+    class LSTMStateTuple(tuple):
+        _fields = ("c", "h")
+    with pytest.raises(TypeError, match="LSTMStateTuple"):
+        L.LSTM(4)(seqs, initial_state=LSTMStateTuple((c, h)))
+    with pytest.raises(ValueError, match=r"initial_state\[0\] \(h\).*\(3, 4\).*\[h, c\]"):
+        L.LSTM(4)(seqs, initial_state=[np.zeros((3, 4), "float32"), np.zeros((3, 2), "float32")][::-1])
+
+
+def test_bad_inputs_name_the_argument(seqs):
+    with pytest.raises(ValueError, match=r"inputs: .*3-D array \(batch, timesteps, features\)"):
+        L.LSTM(4)(seqs[0])
+    with pytest.raises(ValueError, match=r"mask: expected shape \(3, 5\)"):
+        L.LSTM(4)(seqs, mask=np.ones((3, 4), bool))
+    with pytest.raises(ValueError, match="merge_mode"):
+        L.Bidirectional(L.LSTM(2), merge_mode="max")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'return_sequence'"):
+        L.LSTM(4, return_sequence=True)
+    with pytest.raises(ValueError, match="Bidirectional layer takes 4 arrays"):
+        L.Bidirectional(L.LSTM(4))(seqs, initial_state=[np.zeros((3, 4), "float32")] * 2)
