@@ -47,3 +47,20 @@ def multi30k_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _kernel_backends():
+    try:
+        import numba  # noqa: F401
+        return ["numpy", "numba"]
+    except ImportError:
+        return ["numpy", pytest.param("numba", marks=pytest.mark.skip(reason="numba not installed"))]
+
+
+@pytest.fixture(params=_kernel_backends())
+def kernel_backend(request):
+    """Run the test once per kernel backend (plain NumPy loops, compiled Numba loops)."""
+    from lstmkit.kernels import backend
+    previous = backend.set_backend(request.param)
+    yield request.param
+    backend.set_backend(previous)

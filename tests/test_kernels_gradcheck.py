@@ -36,7 +36,7 @@ CASES = {
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("dropout", [False, True], ids=["nodrop", "recdrop"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_recurrent_kernel_gradients(name, reverse, mode, masked, dropout):
+def test_recurrent_kernel_gradients(name, reverse, mode, masked, dropout, kernel_backend):
     fwd, bwd, wshapes, n_state, kw = CASES[name]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(B, T, I))

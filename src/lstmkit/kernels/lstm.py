@@ -18,7 +18,7 @@ Where the mask is False the state is carried and the output is zero or repeated 
 """
 import numpy as np
 
-from . import activations
+from . import activations, backend
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
 
@@ -52,26 +52,31 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     outs = np.zeros((T, B, U), dtype)
     hs[0], cs[0] = h, c
     prev_out = np.zeros((B, U), dtype)
-    for t in range(T):
-        hr = h if rmask is None else h * rmask
-        z = xw[t] + hr @ recurrent_kernel
-        a = gates[t]
-        a[:, :2 * U] = ract(z[:, :2 * U])
-        a[:, 2 * U:3 * U] = act(z[:, 2 * U:3 * U])
-        a[:, 3 * U:] = ract(z[:, 3 * U:])
-        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
-        c_new = f * c + i * g
-        act_c[t] = act(c_new)
-        h_new = o * act_c[t]
-        m = None if ms is None else ms[t]
-        masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
-        prev_out = outs[t]
-        if m is None:
-            h, c = h_new, c_new
-        else:
-            h = h + m * (h_new - h)
-            c = c + m * (c_new - c)
-        hs[t + 1], cs[t + 1] = h, c
+    loops = backend.compiled_loops(dtype, activation, recurrent_activation)
+    if loops is not None:
+        h, c = loops.lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
+                                  recurrent_activation, gates, hs, cs, act_c, outs)
+    else:
+        for t in range(T):
+            hr = h if rmask is None else h * rmask
+            z = xw[t] + hr @ recurrent_kernel
+            a = gates[t]
+            a[:, :2 * U] = ract(z[:, :2 * U])
+            a[:, 2 * U:3 * U] = act(z[:, 2 * U:3 * U])
+            a[:, 3 * U:] = ract(z[:, 3 * U:])
+            i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+            c_new = f * c + i * g
+            act_c[t] = act(c_new)
+            h_new = o * act_c[t]
+            m = None if ms is None else ms[t]
+            masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
+            prev_out = outs[t]
+            if m is None:
+                h, c = h_new, c_new
+            else:
+                h = h + m * (h_new - h)
+                c = c + m * (c_new - c)
+            hs[t + 1], cs[t + 1] = h, c
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs, act_c, rmask,
              reverse, masked_output_mode, activation, recurrent_activation)
     return to_batch_major(outs, reverse), h, c, cache
@@ -98,30 +103,35 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
     dc = np.zeros((B, U), dtype) if d_c is None else np.array(d_c, dtype)
     pending = np.zeros((B, U), dtype)
     dz = np.empty((T, B, 4 * U), dtype)
-    rk_t = recurrent_kernel.T
-    for t in range(T - 1, -1, -1):
-        m = None if ms is None else ms[t]
-        dh_new = dh if m is None else dh * m
-        if d_outs is not None:
-            dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
-        dc_new = dc if m is None else dc * m
-        a = gates[t]
-        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
-        ac = act_c[t]
-        dc_new = dc_new + dh_new * o * dact(ac)
-        d = dz[t]
-        d[:, :U] = dc_new * g * dract(i)
-        d[:, U:2 * U] = dc_new * cs[t] * dract(f)
-        d[:, 2 * U:3 * U] = dc_new * i * dact(g)
-        d[:, 3 * U:] = dh_new * ac * dract(o)
-        dh_gate = d @ rk_t
-        if rmask is not None:
-            dh_gate *= rmask
-        if m is None:
-            dh, dc = dh_gate, dc_new * f
-        else:
-            dh = dh_gate + dh * (1 - m)
-            dc = dc_new * f + dc * (1 - m)
+    loops = backend.compiled_loops(dtype, activation, recurrent_activation)
+    if loops is not None:
+        dh, dc = loops.lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode,
+                                     activation, recurrent_activation, dz)
+    else:
+        rk_t = recurrent_kernel.T
+        for t in range(T - 1, -1, -1):
+            m = None if ms is None else ms[t]
+            dh_new = dh if m is None else dh * m
+            if d_outs is not None:
+                dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
+            dc_new = dc if m is None else dc * m
+            a = gates[t]
+            i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+            ac = act_c[t]
+            dc_new = dc_new + dh_new * o * dact(ac)
+            d = dz[t]
+            d[:, :U] = dc_new * g * dract(i)
+            d[:, U:2 * U] = dc_new * cs[t] * dract(f)
+            d[:, 2 * U:3 * U] = dc_new * i * dact(g)
+            d[:, 3 * U:] = dh_new * ac * dract(o)
+            dh_gate = d @ rk_t
+            if rmask is not None:
+                dh_gate *= rmask
+            if m is None:
+                dh, dc = dh_gate, dc_new * f
+            else:
+                dh = dh_gate + dh * (1 - m)
+                dc = dc_new * f + dc * (1 - m)
     dz2 = dz.reshape(T * B, 4 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     grads = {
