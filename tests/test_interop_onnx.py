@@ -1,0 +1,81 @@
+"""ONNX export: ONNX Runtime on the exported graph gives lstmkit's numbers (1e-5)."""
+import numpy as np
+import pytest
+
+import lstmkit
+from lstmkit import interop
+
+I, U = 3, 4
+
+
+@pytest.fixture(scope="module")
+def ort():
+    pytest.importorskip("onnx")
+    return pytest.importorskip("onnxruntime")
+
+
+def _session(ort, model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+LAYERS = {
+    "lstm": lambda: lstmkit.LSTM(U, seed=0),
+    "lstm_reverse": lambda: lstmkit.LSTM(U, seed=0, reverse=True),
+    "lstm_stacked": lambda: lstmkit.LSTM(U, num_layers=3, seed=0),
+    "lstm_bidirectional_stacked": lambda: lstmkit.Bidirectional(lstmkit.LSTM(U, num_layers=2, seed=0)),
+    "lstm_hard_sigmoid": lambda: lstmkit.LSTM(U, recurrent_activation="hard_sigmoid", seed=0),
+    "gru": lambda: lstmkit.GRU(U, seed=0),
+    "gru_reset_before": lambda: lstmkit.GRU(U, reset_after=False, num_layers=2, seed=0),
+    "gru_bidirectional": lambda: lstmkit.Bidirectional(lstmkit.GRU(U, seed=0)),
+    "rnn_bidirectional_stacked": lambda: lstmkit.Bidirectional(lstmkit.SimpleRNN(U, num_layers=2, seed=0)),
+    "rnn_relu": lambda: lstmkit.SimpleRNN(U, activation="relu", seed=0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_onnx_runtime_equals_lstmkit(kind, ort, rng, tmp_path):
+    layer = LAYERS[kind]()
+    layer(np.zeros((1, 1, I), np.float32))   # build
+    for p in layer.params.values():           # non-trivial biases too
+        p[...] = rng.normal(scale=0.5, size=p.shape)
+    path = tmp_path / "m.onnx"
+    interop.to_onnx(layer, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    # dynamic batch and time: two different shapes through the same graph
+    for B, T, lengths in ((3, 5, [5, 2, 1]), (2, 7, [4, 7])):
+        x = rng.normal(size=(B, T, I)).astype(np.float32)
+        res = layer(x, lengths=lengths)
+        got = dict(zip(names, sess.run(None, {"x": x, "lengths": np.asarray(lengths, np.int32)})))
+        np.testing.assert_allclose(got["outputs"], res.outputs, atol=1e-5)
+        np.testing.assert_allclose(got["h"], res.state.h, atol=1e-5)
+        if "c" in names:
+            np.testing.assert_allclose(got["c"], res.state.c, atol=1e-5)
+
+
+def test_without_lengths_and_batch_major_io(ort, rng):
+    layer = lstmkit.LSTM(U, seed=0, masked_output="repeat")   # fine without lengths
+    x = rng.normal(size=(2, 6, I)).astype(np.float32)
+    res = layer(x)
+    model = interop.to_onnx(layer, lengths=False)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input}
+    assert inputs == {"x": ["batch", "time", I]}
+    out, h, c = _session(ort, model).run(None, {"x": x})
+    np.testing.assert_allclose(out, res.outputs, atol=1e-5)
+    np.testing.assert_allclose(h, res.h, atol=1e-5)
+    np.testing.assert_allclose(c, res.c, atol=1e-5)
+
+
+def test_refusals(rng):
+    pytest.importorskip("onnx")
+    layer = lstmkit.LSTM(U, masked_output="repeat")
+    layer.build((1, 1, I))
+    with pytest.raises(ValueError, match="masked_output='repeat'"):
+        interop.to_onnx(layer)
+    bi = lstmkit.Bidirectional(lstmkit.LSTM(U), merge_mode="sum")
+    bi.build((1, 1, I))
+    with pytest.raises(NotImplementedError, match="merge_mode"):
+        interop.to_onnx(bi)
+    with pytest.raises(ValueError, match="not built"):
+        interop.to_onnx(lstmkit.GRU(U))
