@@ -21,7 +21,7 @@ def rnn_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reverse=False,
     B, T, _ = x.shape
     U = recurrent_kernel.shape[0]
     xs, ms = to_processing_order(x, mask, reverse, dtype)
-    xw = (xs.reshape(T * B, -1) @ kernel).reshape(T, B, U)
+    xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, U)
     if bias is not None:
         xw += bias
     h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
@@ -71,9 +71,9 @@ def rnn_backward(cache, d_outputs=None, d_h=None):
     dz2 = dz.reshape(T * B, U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     return {
-        "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, -1), reverse),
+        "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
-        "kernel": xs.reshape(T * B, -1).T @ dz2,
+        "kernel": xs.reshape(T * B, xs.shape[2]).T @ dz2,
         "recurrent_kernel": h_in.reshape(T * B, U).T @ dz2,
         "bias": dz2.sum(axis=0) if has_bias else None,
     }

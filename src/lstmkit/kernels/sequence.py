@@ -65,3 +65,19 @@ def output_grad(d_out_t, m, mode, pending):
 def check_mode(mode):
     if mode not in MASKED_OUTPUTS:
         raise ValueError(f"masked_output: expected 'zero' or 'repeat', got {mode!r}")
+
+
+def reverse_within_lengths(x, lengths):
+    """Reverse each row's first ``lengths[b]`` steps and leave its padding in place (TF's
+    ``reverse_sequence``): ``y[b, t] = x[b, lengths[b] - 1 - t]`` for ``t < lengths[b]``, else ``x[b, t]``.
+
+    x: (B, T, ...), lengths: (B,) ints in [0, T]. Applying it twice gives x back. A post-padded
+    recurrent pass with ``reverse=True`` equals the forward pass over this transform's output, with
+    the outputs transformed back.
+    """
+    x = np.asarray(x)
+    lengths = np.asarray(lengths)
+    T = x.shape[1]
+    t = np.arange(T)[None, :]
+    src = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return np.take_along_axis(x, src.reshape(src.shape + (1,) * (x.ndim - 2)), axis=1)
