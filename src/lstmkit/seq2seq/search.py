@@ -1,0 +1,149 @@
+"""Batched greedy and beam search over a :class:`~lstmkit.seq2seq.model.Seq2Seq`.
+
+Both return one :class:`Hypothesis` per source sentence: ``tokens`` (the target ids, without <s> and
+</s>), ``score`` (the summed log-probability of the tokens and of </s> when it was emitted; beam search
+ranks by ``score / len**length_normalization`` with len counting </s>) and ``attention``
+(len(tokens), S_b): the attention weights of the step that produced each token (None without
+attention).
+
+A sentence stops at </s> or after ``max_len`` tokens (default ``2 * source length + 10``, per sentence,
+so a batch decodes exactly like its sentences one by one).
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .model import EOS, BOS
+
+
+class Hypothesis(NamedTuple):
+    tokens: list
+    score: float
+    attention: Optional[np.ndarray]
+
+
+def _limits(src_lengths, max_len):
+    lengths = np.asarray(src_lengths)
+    if max_len is None:
+        return 2 * lengths + 10
+    if not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        raise ValueError(f"max_len: expected a positive integer or None, got {max_len!r}")
+    return np.full(lengths.shape, int(max_len))
+
+
+def greedy_search(model, src, src_lengths, *, max_len=None):
+    """Pick the most probable next token at every step, for the whole batch at once."""
+    src_lengths = np.asarray(src_lengths)
+    B = len(src_lengths)
+    limits = _limits(src_lengths, max_len)
+    ds = model.start(src, src_lengths)
+    tokens = np.full(B, BOS)
+    done = np.zeros(B, bool)
+    out = [[] for _ in range(B)]
+    atts = [[] for _ in range(B)]
+    scores = np.zeros(B)
+    for t in range(int(limits.max())):
+        logp, w, ds = model.step(ds, tokens)
+        tokens = logp.argmax(-1)
+        for b in np.flatnonzero(~done):
+            scores[b] += logp[b, tokens[b]]
+            if tokens[b] == EOS:
+                done[b] = True
+                continue
+            out[b].append(int(tokens[b]))
+            if w is not None:
+                atts[b].append(w[b, :src_lengths[b]])
+            if len(out[b]) >= limits[b]:
+                done[b] = True
+        if done.all():
+            break
+    return [Hypothesis(out[b], float(scores[b]),
+                       _stack(atts[b], src_lengths[b]) if model.attention is not None else None)
+            for b in range(B)]
+
+
+def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.0, max_len=None):
+    """Keep the ``beam_size`` best partial translations of every sentence (all sentences and beams
+    decoded as one batch of B * beam_size rows).
+
+    A hypothesis that emits </s> is set aside with its normalized score ``score / len**alpha``
+    (``alpha = length_normalization``; 0 ranks by raw log-probability, which favours short output);
+    a sentence is finished when ``beam_size`` hypotheses are set aside or its ``max_len`` is reached.
+    ``beam_size=1`` is greedy search.
+    """
+    if not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
+        raise ValueError(f"beam_size: expected a positive integer, got {beam_size!r}")
+    src_lengths = np.asarray(src_lengths)
+    B, K = len(src_lengths), int(beam_size)
+    limits = _limits(src_lengths, max_len)
+    ds = model.start(src, src_lengths)
+    ds = ds.select(np.repeat(np.arange(B), K))                    # row b*K + k: beam k of sentence b
+    scores = np.full((B, K), -np.inf)
+    scores[:, 0] = 0.0                                             # all beams start equal: expand one
+    tokens = np.full(B * K, BOS)
+    history = [[[] for _ in range(K)] for _ in range(B)]          # tokens of each live beam
+    att_hist = [[[] for _ in range(K)] for _ in range(B)]
+    finished = [[] for _ in range(B)]                              # (normalized, score, tokens, atts)
+    done = np.zeros(B, bool)
+
+    def finish(b, k, toks, atts, score, with_eos):
+        n = len(toks) + (1 if with_eos else 0)
+        norm = score / max(n, 1) ** length_normalization
+        finished[b].append((norm, score, toks, atts))
+
+    for t in range(int(limits.max())):
+        logp, w, ds = model.step(ds, tokens)
+        V = logp.shape[-1]
+        cand = (scores[:, :, None] + logp.reshape(B, K, V)).reshape(B, K * V)
+        # top K candidates of every sentence, best first (stable order for ties, as argmax)
+        top = np.argsort(-cand, axis=1, kind="stable")[:, :K]
+        new_scores = np.take_along_axis(cand, top, 1)
+        src_beam, word = top // V, top % V
+        rows = (np.arange(B)[:, None] * K + src_beam).reshape(-1)
+        new_hist = [[None] * K for _ in range(B)]
+        new_att = [[None] * K for _ in range(B)]
+        for b in range(B):
+            if done[b]:
+                new_scores[b] = -np.inf
+                new_hist[b] = [[] for _ in range(K)]
+                new_att[b] = [[] for _ in range(K)]
+                continue
+            for k in range(K):
+                j = src_beam[b, k]
+                toks = history[b][j]
+                atts = att_hist[b][j]
+                if w is not None:
+                    atts = atts + [w[b * K + j, :src_lengths[b]]]
+                if not np.isfinite(new_scores[b, k]):
+                    new_hist[b][k], new_att[b][k] = toks, atts
+                    continue
+                if word[b, k] == EOS:
+                    finish(b, k, toks, atts[:-1] if w is not None else atts, new_scores[b, k], True)
+                    new_scores[b, k] = -np.inf
+                    new_hist[b][k], new_att[b][k] = toks, atts
+                    continue
+                new_hist[b][k] = toks + [int(word[b, k])]
+                new_att[b][k] = atts
+            if len(finished[b]) >= K:
+                done[b] = True
+            elif t + 1 >= limits[b]:
+                for k in range(K):
+                    if np.isfinite(new_scores[b, k]):
+                        finish(b, k, new_hist[b][k], new_att[b][k], new_scores[b, k], False)
+                done[b] = True
+        scores, history, att_hist = new_scores, new_hist, new_att
+        if done.all():
+            break
+        ds = ds.select(rows)
+        tokens = word.reshape(-1)
+    results = []
+    for b in range(B):
+        best = max(finished[b], key=lambda f: f[0]) if finished[b] else (0.0, 0.0, [], [])
+        _, score, toks, atts = best
+        results.append(Hypothesis(list(toks), float(score),
+                                  _stack(atts, src_lengths[b]) if model.attention is not None else None))
+    return results
+
+
+def _stack(rows, width):
+    return np.stack(rows) if rows else np.zeros((0, int(width)))

@@ -1,0 +1,197 @@
+"""Seq2seq models: whole-model gradient check, decoding invariants, tokenizers, generated data."""
+import numpy as np
+import pytest
+
+from lstmkit.seq2seq.batching import BucketBatches, make_batch
+from lstmkit.seq2seq.generated import demo_corpus, english_number, german_number
+from lstmkit.seq2seq.model import Seq2Seq, Seq2SeqBatch
+from lstmkit.seq2seq.search import beam_search, greedy_search
+from lstmkit.seq2seq.text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer
+
+CONFIGS = {
+    "sutskever": dict(attention=None, num_layers=2),
+    "dot_feed": dict(attention="dot", input_feeding=True),
+    "general_whole": dict(attention="general", input_feeding=False, num_layers=2),
+    "additive_tied": dict(attention="additive", input_feeding=True, tie_embeddings=True),
+}
+
+
+def small(kind, dtype="float64", dropout=0.0, seed=0):
+    return Seq2Seq(11, 13, embedding_size=4, hidden_size=6, dropout=dropout, dtype=dtype, seed=seed,
+                   **CONFIGS[kind])
+
+
+def random_batch(rng, B=3, V_src=11, V_tgt=13):
+    src_len = np.array([5, 3, 1])[:B]
+    tgt_len = np.array([4, 2, 3])[:B]
+    examples = [(list(rng.integers(4, V_src, n)), list(rng.integers(4, V_tgt, m)))
+                for n, m in zip(src_len, tgt_len)]
+    return make_batch(examples)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_whole_model_gradient_check(kind, rng):
+    model = small(kind)
+    batch = random_batch(rng)
+    logits, cache = model.forward(batch, training=True)
+    d_logits = rng.normal(size=logits.shape)
+    model.zero_grad()
+    model.backward(cache, d_logits)
+
+    def objective():
+        return float((model.forward(batch, training=True)[0] * d_logits).sum())
+
+    eps = 1e-6
+    checked = 0
+    for name, p in model.params.items():
+        g = model.grads[name]
+        # a couple of entries per parameter: the largest analytic gradient and a random one
+        for i in {int(np.abs(g).argmax()), int(rng.integers(p.size))}:
+            i = np.unravel_index(i, p.shape)   # p may be Fortran-ordered: index, never reshape
+            old = p[i]
+            p[i] = old + eps
+            up = objective()
+            p[i] = old - eps
+            down = objective()
+            p[i] = old
+            num = (up - down) / (2 * eps)
+            assert abs(num - g[i]) <= 1e-6 + 1e-5 * abs(num), (name, i, num, g[i])
+            checked += 1
+    assert checked >= len(model.params)
+
+
+def test_train_step_matches_loss_gradient(rng):
+    """train_step's gradient equals the finite difference of the label-smoothed mean loss."""
+    model = Seq2Seq(11, 13, embedding_size=4, hidden_size=6, attention="general", dropout=0.0,
+                    dtype="float64", label_smoothing=0.1)
+    batch = random_batch(rng)
+    model.zero_grad()
+    out = model.train_step(batch)
+    assert out["tokens"] == int(np.count_nonzero(batch.tgt[:, 1:]))
+    labels = batch.tgt[:, 1:]
+    eps = 1e-6
+    for name, idx in [("output/kernel", (0, 0)), ("decoder/recurrent_kernel", (2, 5)),
+                      ("src_embedding/embeddings", (5, 1))]:
+        p, g = model.params[name], model.grads[name]
+        old = p[idx]
+        p[idx] = old + eps
+        up = model.loss(model.forward(batch)[0], labels)
+        p[idx] = old - eps
+        down = model.loss(model.forward(batch)[0], labels)
+        p[idx] = old
+        np.testing.assert_allclose(g[idx], (up - down) / (2 * eps), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["sutskever", "dot_feed", "general_whole"])
+def test_stepwise_decoding_equals_teacher_forcing(kind, rng):
+    model = small(kind, dropout=0.3)
+    batch = random_batch(rng)
+    logits, _ = model.forward(batch, training=False)
+    ds = model.start(batch.src, batch.src_lengths)
+    for t in range(logits.shape[1]):
+        logp, _, ds = model.step(ds, batch.tgt[:, t])
+        expect = logits[:, t] - np.log(np.exp(logits[:, t]).sum(-1, keepdims=True))
+        np.testing.assert_allclose(logp, expect, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["sutskever", "dot_feed", "additive_tied"])
+def test_beam_size_one_is_greedy(kind, rng):
+    model = small(kind, dtype="float32", seed=3)
+    batch = random_batch(rng)
+    greedy = greedy_search(model, batch.src, batch.src_lengths, max_len=7)
+    beam = beam_search(model, batch.src, batch.src_lengths, beam_size=1, max_len=7)
+    for g, b in zip(greedy, beam):
+        assert g.tokens == b.tokens
+        assert g.score == pytest.approx(b.score, rel=1e-5)
+        if g.attention is not None:
+            np.testing.assert_allclose(g.attention, b.attention)
+
+
+def test_beam_finds_at_least_greedy_score(rng):
+    model = small("dot_feed", seed=5)
+    batch = random_batch(rng)
+    greedy = greedy_search(model, batch.src, batch.src_lengths, max_len=6)
+    beam = beam_search(model, batch.src, batch.src_lengths, beam_size=4, length_normalization=0.0,
+                       max_len=6)
+    for g, b in zip(greedy, beam):
+        assert b.score >= g.score - 1e-9
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_batch_translates_like_one_by_one(search, rng):
+    model = small("additive_tied", seed=7)
+    batch = random_batch(rng)
+
+    def run(src, lengths):
+        if search == "greedy":
+            return greedy_search(model, src, lengths)
+        return beam_search(model, src, lengths, beam_size=3)
+    together = run(batch.src, batch.src_lengths)
+    for b in range(len(together)):
+        n = batch.src_lengths[b]
+        alone = run(batch.src[b:b + 1, :n], batch.src_lengths[b:b + 1])[0]
+        assert alone.tokens == together[b].tokens
+        assert alone.score == pytest.approx(together[b].score, rel=1e-9)
+        np.testing.assert_allclose(alone.attention, together[b].attention, atol=1e-12)
+        assert together[b].attention.shape == (len(alone.tokens), n)
+
+
+def test_attention_rows_sum_to_one(rng):
+    model = small("dot_feed", dtype="float32")
+    batch = random_batch(rng)
+    for h in beam_search(model, batch.src, batch.src_lengths, beam_size=2, max_len=5):
+        if len(h.tokens):
+            np.testing.assert_allclose(h.attention.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_bad_configuration_messages():
+    with pytest.raises(ValueError, match="attention"):
+        Seq2Seq(10, 10, attention="luong")
+    with pytest.raises(ValueError, match="hidden_size"):
+        Seq2Seq(10, 10, hidden_size=7, attention="dot")
+    with pytest.raises(ValueError, match="tie_embeddings"):
+        Seq2Seq(10, 10, embedding_size=4, hidden_size=6, attention=None, tie_embeddings=True)
+
+
+def test_tokenizers_detokenize_exactly():
+    texts = ["Ein Mann fährt Fahrrad.", "Zwei  Hunde, 21 Katzen!", "am 3. März 1998", "(x) y-z"]
+    bpe = BPETokenizer.learn(texts * 3, num_merges=30)
+    for tok in (CharTokenizer(), WordTokenizer(), bpe):
+        for t in texts:
+            assert tok.decode(tok.encode(t)) == " ".join(t.split())
+    assert WordTokenizer().encode("Er sah 21 Hunde.") == ["▁Er", "▁sah", "▁2", "1", "▁Hunde", "."]
+
+
+def test_bpe_merges_most_frequent_pair_first():
+    bpe = BPETokenizer.learn(["ab ab ab cd"], num_merges=1)
+    assert bpe.merges == [("▁a", "b")]
+    assert bpe.encode("ab cd abcd") == ["▁ab", "▁c", "d", "▁ab", "c", "d"]
+
+
+def test_vocab_specials_and_unknown():
+    v = Vocab.build([["a", "b", "a"]])
+    assert v.tokens[:4] == ["<pad>", "<unk>", "<s>", "</s>"] and v.tokens[4] == "a"
+    assert v.encode(["a", "zzz"]) == [4, 1]
+
+
+@pytest.mark.parametrize("n, de, en", [
+    (1, "eins", "one"), (21, "einundzwanzig", "twenty-one"), (101, "einhunderteins", "one hundred one"),
+    (3421, "dreitausendvierhunderteinundzwanzig", "three thousand four hundred twenty-one"),
+    (1017, "eintausendsiebzehn", "one thousand seventeen"), (90, "neunzig", "ninety")])
+def test_number_words(n, de, en):
+    assert german_number(n) == de and english_number(n) == en
+
+
+def test_generated_corpus_is_deterministic_and_held_out():
+    train, test = demo_corpus(300, 50, seed=4)
+    assert (train, test) == demo_corpus(300, 50, seed=4)
+    assert not {d for d, _ in train} & {d for d, _ in test}
+
+
+def test_bucket_batches_cover_every_example_once():
+    examples = [([4] * n, [5] * (n % 3 + 1)) for n in range(1, 41)]
+    data = BucketBatches(examples, 8, seed=1)
+    assert len(data) == 5
+    seen = sorted(int(n) for b in data.epoch(3) for n in b.src_lengths)
+    assert seen == list(range(1, 41))
+    assert isinstance(next(iter(data.epoch(0))), Seq2SeqBatch)
