@@ -3,6 +3,7 @@ orders (one step of tf.compat.v1.nn.rnn_cell.* against lstmkit's kernels on conv
 import numpy as np
 import pytest
 
+import lstmkit
 from lstmkit import HiddenState, LSTMState, kernels, layouts
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:UserWarning")
@@ -216,3 +217,49 @@ def test_tf1_basic_rnn_cell_layout(tf, rng):
     out, _ = _tf1_step(tf, cell, x, tf.constant(h0), layouts.convert(w, "keras", "tf1", "rnn"))
     ours = kernels.rnn_forward(x[:, None], None, h0, **w)
     np.testing.assert_allclose(out.numpy(), ours[0][:, 0], rtol=1e-5, atol=1e-6)
+
+
+ONNX_OPS = {"lstm": ("LSTM", lstmkit.LSTM), "gru": ("GRU", lstmkit.GRU), "rnn": ("RNN", lstmkit.SimpleRNN)}
+
+
+@pytest.mark.parametrize("cell,reset_after", CASES)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forward", "bidirectional"])
+def test_onnx_runtime_computes_the_same_with_converted_weights(cell, reset_after, bidirectional, rng):
+    """One ONNX LSTM/GRU/RNN node (time-major, sequence_lens) on weights from layouts.convert."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    op, cls = ONNX_OPS[cell]
+    T, lengths = 5, np.array([5, 2], np.int32)
+    layer = cls(U, seed=1, **({"reset_after": reset_after} if cell == "gru" else {}))
+    if bidirectional:
+        layer = lstmkit.Bidirectional(layer)
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    layer.build(x.shape)
+    for p in layer.params.values():
+        p += rng.uniform(-0.5, 0.5, size=p.shape).astype("float32")
+    opts = {"linear_before_reset": int(reset_after)} if cell == "gru" else {}
+    subs = [layer.forward_layer, layer.backward_layer] if bidirectional else [layer]
+    parts = [layouts.convert(s.params, "keras", "onnx", cell, **opts) for s in subs]
+    w = layouts.onnx_concat_directions(*parts) if bidirectional else parts[0]
+    attrs = {"hidden_size": U, "direction": "bidirectional" if bidirectional else "forward"}
+    if cell == "gru":
+        attrs["linear_before_reset"] = int(reset_after)
+    outs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
+    node = helper.make_node(op, ["X", "W", "R", "B", "sequence_lens"], outs, **attrs)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+        initializer=[numpy_helper.from_array(w[k], k) for k in ("W", "R", "B")] +
+                    [numpy_helper.from_array(lengths, "sequence_lens")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"X": x.transpose(1, 0, 2).copy()})
+    res = layer(x, lengths=lengths)
+    D = 2 if bidirectional else 1
+    Y = got[0].transpose(2, 0, 1, 3).reshape(B, T, D * U)      # (T, D, B, U) -> (B, T, D*U)
+    np.testing.assert_allclose(res.outputs, Y, rtol=1e-5, atol=1e-5)
+    ours = (res.forward.state, res.backward.state) if bidirectional else res.state
+    ours = layouts.convert_state(ours, "lstmkit", "onnx", cell, bidirectional=bidirectional)
+    for a, b in zip(ours if cell == "lstm" else (ours,), got[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
