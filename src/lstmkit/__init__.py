@@ -9,6 +9,7 @@ The native API returns named results, so there is nothing to guess::
 from .layers import (GRU, LSTM, Bidirectional, BidirectionalResult, Dense, Dropout, Embedding,
                      HiddenState, Layer, LSTMState, RecurrentGrads, RecurrentResult, SimpleRNN)
 from . import layouts   # NumPy only: cheap
+from . import losses, optim, train   # NumPy only: cheap
 
 from .explain import explain
 
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 
 __all__ = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Embedding", "Dropout", "Layer",
            "LSTMState", "HiddenState", "RecurrentResult", "BidirectionalResult", "RecurrentGrads",
-           "explain"]
+           "explain", "losses", "optim", "train"]
