@@ -17,13 +17,15 @@ returning the gradients of the inputs.
 What a layer must provide to live in a graph (the Keras-named layers of ``lstmkit.keras`` do):
 
 * ``forward(*args, training=False, **kwargs) -> (outputs, cache)``, outputs an array or a list of them;
-* ``backward(cache, d_outputs)`` returning gradients for the tensors the call received, in the order
+* ``backward(cache, d_outputs)`` returning gradients for the arrays the call received, in the order
   they appear in ``(args, kwargs)`` (``mask`` excluded), nested however the layer likes (e.g.
-  ``[d_x, d_h, d_c]`` for ``lstm(x, initial_state=[h, c])``); None for a tensor without gradient;
+  ``[d_x, d_h, d_c]`` for ``lstm(x, initial_state=[h, c])``); None for an array without gradient;
 * optionally Keras's masking: ``supports_masking = True``, a ``mask=`` keyword in ``forward`` and
   ``compute_mask(inputs, mask)`` giving the outputs' mask. Masks (``(batch, time)`` booleans, True at
   valid steps) travel beside the values, from ``Embedding(mask_zero=True)`` or ``Masking`` to the
-  recurrent layers, and carry no gradient.
+  recurrent layers, and carry no gradient. As in Keras 3, a layer receives its input's mask only
+  when called with a single tensor argument (``lstm(x, initial_state=[h, c])`` does not: pass
+  ``mask=`` explicitly), and its outputs' mask is computed from its first argument's.
 """
 import collections
 import contextlib
@@ -98,19 +100,17 @@ class Node:
         self.layer = layer
         self.args = args
         self.kwargs = kwargs
-        self.inputs = [t for t in flatten([list(args), [v for k, v in kwargs.items() if k != "mask"]])
-                       if isinstance(t, SymbolicTensor)]
+        arguments = list(args) + [v for k, v in kwargs.items() if k != "mask"]
+        self.leaves = [t for t in flatten(arguments) if isinstance(t, (SymbolicTensor, np.ndarray))]
+        self.inputs = [t for t in self.leaves if isinstance(t, SymbolicTensor)]
+        self.tensor_args = [a for a in arguments
+                            if any(isinstance(t, (SymbolicTensor, np.ndarray)) for t in flatten(a))]
         self.outputs = outputs
         self.flat_outputs = flatten(outputs)
 
     @property
     def is_input(self):
         return isinstance(self.layer, InputLayer)
-
-    @property
-    def first_inputs(self):
-        """The tensors of the first positional argument: those whose mask the layer receives."""
-        return self.args[0] if self.args else None
 
 
 class InputLayer(Layer):
@@ -337,17 +337,21 @@ class Model(Layer):
             args = [map_structure(value, a) for a in node.args]
             kwargs = {k: map_structure(value, v) for k, v in node.kwargs.items()}
             layer = node.layer
-            in_mask = None
-            if getattr(layer, "supports_masking", False) and node.first_inputs is not None:
-                in_mask = map_structure(lambda t: masks.get(id(t)), node.first_inputs)
-                if all(m is None for m in flatten(in_mask)):
-                    in_mask = None
-                if in_mask is not None and "mask" not in kwargs:
-                    kwargs["mask"] = in_mask
+            masking = getattr(layer, "supports_masking", False)
+            if masking and len(node.tensor_args) == 1 and kwargs.get("mask") is None:
+                # Keras 3 hands the mask over only when the call has ONE tensor argument: a
+                # recurrent layer called with initial_state=[h, c] does not see its input's mask.
+                mask = map_structure(lambda t: masks.get(id(t)), node.tensor_args[0])
+                if any(m is not None for m in flatten(mask)):
+                    kwargs["mask"] = mask
+            previous_mask = kwargs.get("mask")
+            if previous_mask is None and node.args:
+                previous_mask = map_structure(
+                    lambda t: masks.get(id(t)) if isinstance(t, SymbolicTensor) else None, node.args[0])
+                if all(m is None for m in flatten(previous_mask)):
+                    previous_mask = None
             out, cache = layer.forward(*args, training=training, **kwargs)
-            out_mask = None
-            if getattr(layer, "supports_masking", False):
-                out_mask = layer.compute_mask(args[0], kwargs.get("mask"))
+            out_mask = layer.compute_mask(args[0], previous_mask) if masking else None
             flat_out = flatten(out)
             flat_mask = flatten(out_mask) if isinstance(out_mask, (list, tuple)) else \
                 [out_mask] + [None] * (len(flat_out) - 1)
@@ -383,11 +387,12 @@ class Model(Layer):
                      for g, (shape, dtype) in zip(d_out, out_specs)]
             d_out = pack_like(node.outputs, d_out) if isinstance(node.outputs, list) else d_out[0]
             d_in = flatten(node.layer.backward(layer_cache, d_out))
-            if len(d_in) != len(node.inputs):
+            if len(d_in) != len(node.leaves):
                 raise RuntimeError(f"layer {node.layer.name!r} returned {len(d_in)} input "
-                                   f"gradient(s) for {len(node.inputs)} input tensor(s)")
-            for t, g in zip(node.inputs, d_in):
-                add(t, g)
+                                   f"gradient(s) for {len(node.leaves)} input array(s)")
+            for t, g in zip(node.leaves, d_in):
+                if isinstance(t, SymbolicTensor):
+                    add(t, g)
         d_inputs = [grads.get(id(t)) for t in self._flat_inputs]
         return pack_like(self.inputs, d_inputs) if isinstance(self.inputs, (list, tuple)) else d_inputs[0]
 
@@ -535,11 +540,11 @@ class Sequential(Model):
         self._input = Input(shape[1:] if shape and shape[0] is None else shape)
         self._build_graph(self._stack)
 
-    def forward(self, inputs, *, training=False):
-        if not self.built:
+    def _feed(self, inputs):
+        if not self.built:           # the first batch fixes the input shape
             if not self._stack:
                 raise ValueError("this Sequential model has no layers")
             x = np.asarray(inputs)
             self._input = Input(x.shape[1:], dtype=x.dtype if x.dtype.kind in "iu" else "float32")
             self._build_graph(self._stack)
-        return super().forward(inputs, training=training)
+        return super()._feed(inputs)

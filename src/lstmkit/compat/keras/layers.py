@@ -404,6 +404,8 @@ class RNN(KerasLayer):
                                  f"size {self.states[0].shape[0]}, got a batch of {B}; call "
                                  "reset_states() or keep the batch size fixed")
             state = self.cell.layer.State(*self.states)
+        if isinstance(mask, (list, tuple)):     # the mask of an [inputs, *initial_state] list
+            mask = mask[0]
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if self.time_major and mask.shape == (T, B):
@@ -548,6 +550,8 @@ class Bidirectional(KerasLayer):
         return np.flip(y, axis=self._time_axis)
 
     def forward(self, inputs, initial_state=None, *, mask=None, training=False):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
         if isinstance(inputs, (list, tuple)):
             inputs, *rest = inputs
             if rest:
