@@ -439,3 +439,25 @@ def test_helpers_and_lazy_keras():
             "print('ok')")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "ok"
+
+
+def test_tf_keras_is_lstmkit_keras():
+    import lstmkit.keras
+    assert ktf.keras is lstmkit.keras
+
+
+@pytest.mark.parametrize("name", ["BasicLSTMCell", "LSTMCell", "GRUCell"])
+def test_float64_when_asked(rng, name):
+    kwargs = {"use_peepholes": True, "num_proj": 2} if name == "LSTMCell" else {}
+    c32 = getattr(ktf.nn.rnn_cell, name)(3, **kwargs)
+    c64 = getattr(ktf.nn.rnn_cell, name)(3, dtype=ktf.float64, **kwargs)
+    c32.build((None, 2))
+    c64.set_weights(c32.get_weights())
+    x = rng.standard_normal((2, 4, 2))
+    out64, state64 = ktf.nn.dynamic_rnn(c64, x, [4, 2], dtype=ktf.float64)
+    out32, state32 = ktf.nn.dynamic_rnn(c32, x, [4, 2], dtype=ktf.float32)
+    assert out64.dtype == np.float64 and all(s.dtype == np.float64 for s in _flat(state64))
+    assert out32.dtype == np.float32
+    _close(out64, out32.astype(np.float64))
+    with pytest.raises(TypeError, match="built for float64"):
+        ktf.nn.dynamic_rnn(c64, x, dtype=ktf.float32)
