@@ -116,3 +116,55 @@ def test_masked_output_repeat_is_what_keras_does(keras3, tf, rng):
     out = k_layer(rng.normal(size=(B, T, I)).astype("float32"), mask=tf.constant(POST_MASK))[0].numpy()
     np.testing.assert_array_equal(out[1, 2:], np.repeat(out[1, 1:2], T - 2, axis=0))
     np.testing.assert_array_equal(out[2], 0)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_without_bias(keras3, tf, cell, rng):
+    keras_name, cls, kw = CELLS[cell]
+    k_layer = getattr(keras3.layers, keras_name)(U, return_sequences=True, return_state=True,
+                                                 use_bias=False, **kw)
+    k_layer.build((None, T, I))
+    weights = [rng.uniform(-0.7, 0.7, size=w.shape).astype("float32") for w in k_layer.get_weights()]
+    k_layer.set_weights(weights)
+    ours = cls(U, use_bias=False, masked_output="repeat", **kw)
+    ours.build((B, T, I))
+    ours.set_weights(weights)
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    k_out, *k_state = k_layer(x, mask=tf.constant(POST_MASK))
+    res = ours(x, mask=POST_MASK)
+    np.testing.assert_allclose(res.outputs, k_out.numpy(), **TOL)
+    np.testing.assert_allclose(res.h, k_state[0].numpy(), **TOL)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_keras_bidirectional_with_mask_is_reverse_within_length(keras3, tf, cell, rng):
+    """Keras's Bidirectional zeroes masked outputs and its backward layer, reading the reversed padded
+    sequence, meets the padding first: with post-padding that is lstmkit's Bidirectional."""
+    keras_name, cls, kw = CELLS[cell]
+    k_layer = keras3.layers.Bidirectional(getattr(keras3.layers, keras_name)(
+        U, return_sequences=True, return_state=True, **kw))
+    k_layer.build((None, T, I))
+    weights = [rng.uniform(-0.7, 0.7, size=w.shape).astype("float32") for w in k_layer.get_weights()]
+    k_layer.set_weights(weights)
+    ours = lstmkit.Bidirectional(cls(U, **kw))
+    ours.build((B, T, I))
+    ours.set_weights(weights)
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    d_out = rng.normal(size=(B, T, 2 * U)).astype("float32")
+    xv = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        k_out, *k_states = k_layer(xv, mask=tf.constant(POST_MASK))
+        loss = tf.reduce_sum(k_out * d_out)
+    k_grads = tape.gradient(loss, [xv] + list(k_layer.trainable_weights))
+    res, cache = ours.forward(x, mask=POST_MASK, training=True)
+    np.testing.assert_allclose(res.outputs, k_out.numpy(), **TOL)
+    n = len(k_states) // 2
+    for f, a, b in zip(res.forward.state._fields, res.forward.state, k_states[:n]):
+        np.testing.assert_allclose(a, b.numpy(), **TOL, err_msg=f"forward {f}")
+    for f, a, b in zip(res.backward.state._fields, res.backward.state, k_states[n:]):
+        np.testing.assert_allclose(a, b.numpy(), **TOL, err_msg=f"backward {f}")
+    ours.zero_grad()
+    g = ours.backward(cache, (d_out, None))
+    np.testing.assert_allclose(g.inputs, k_grads[0].numpy(), **TOL)
+    for (name, ours_g), kg in zip(ours.grads.items(), k_grads[1:]):
+        np.testing.assert_allclose(ours_g, kg.numpy(), rtol=1e-5, atol=2e-5, err_msg=f"d {name}")
