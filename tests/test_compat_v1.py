@@ -461,3 +461,19 @@ def test_float64_when_asked(rng, name):
     _close(out64, out32.astype(np.float64))
     with pytest.raises(TypeError, match="built for float64"):
         ktf.nn.dynamic_rnn(c64, x, dtype=ktf.float32)
+
+
+def test_lstm_cell_kernel_without_extras_is_one_step_of_lstm_forward(rng):
+    from lstmkit.kernels import lstm_forward
+    from lstmkit.kernels.lstm_cell import lstm_cell_forward
+    B, I, U = 3, 4, 5
+    k, rk, b = (rng.standard_normal(s) for s in [(I, 4 * U), (U, 4 * U), (4 * U,)])
+    x, h, c = (rng.standard_normal(s) for s in [(B, I), (B, U), (B, U)])
+    h1, c1 = lstm_cell_forward(x, h, c, k, rk, b)
+    outs, h2, c2, _ = lstm_forward(x[:, None], None, h, c, k, rk, b)
+    np.testing.assert_allclose(h1, h2, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c1, c2, rtol=1e-12, atol=1e-12)
+    # the extras are switched on one at a time and each changes the result
+    for extra in [{"peepholes": tuple(rng.standard_normal((3, U)))}, {"cell_clip": 0.1},
+                  {"projection": rng.standard_normal((U, U))}]:
+        assert not np.allclose(lstm_cell_forward(x, h, c, k, rk, b, **extra)[0], h1)
