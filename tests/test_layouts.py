@@ -114,6 +114,12 @@ def test_torch_state_dict_helpers_round_trip(torch):
                                        sd["bias_ih_l1_reverse"] + sd["bias_hh_l1_reverse"], atol=1e-6)
 
 
+def test_torch_projections_are_refused(torch):
+    sd = torch.nn.LSTM(I, U, proj_size=2).state_dict()
+    with pytest.raises(ValueError, match="weight_hr_l0.*proj_size"):
+        layouts.from_torch_state_dict(sd)
+
+
 def test_convert_state_between_all_conventions(rng):
     h, c = rng.normal(size=(B, U)), rng.normal(size=(B, U))
     assert [a.tolist() for a in layouts.convert_state(LSTMState(h, c), "lstmkit", "keras")] == \

@@ -413,7 +413,10 @@ def torch_structure(state_dict):
     bidirectional = False
     for key in state_dict:
         name = key.rsplit(".", 1)[-1]
-        if not name.startswith(("weight_", "bias_")) or "_l" not in name:
+        if name.startswith("weight_hr"):
+            raise ValueError(f"state_dict: {key!r} is an LSTM projection (proj_size > 0), which "
+                             "lstmkit does not support")
+        if not name.startswith(("weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l")):
             raise ValueError(f"state_dict: unexpected key {key!r} (expected weight_ih_l0, "
                              "weight_hh_l0, bias_ih_l0, ...)")
         tail = name.split("_l", 1)[1]
