@@ -262,3 +262,45 @@ def test_bad_inputs_name_the_argument(seqs):
         L.LSTM(4, return_sequence=True)
     with pytest.raises(ValueError, match="Bidirectional layer takes 4 arrays"):
         L.Bidirectional(L.LSTM(4))(seqs, initial_state=[np.zeros((3, 4), "float32")] * 2)
+
+
+# -- compile / fit / evaluate --------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_matches_keras(keras3, rng, optimizer):
+    ids = rng.integers(1, 9, size=(8, 6))
+    ids[2, 4:] = 0
+    ids[5, 2:] = 0
+    labels = rng.integers(0, 3, size=(8,))
+
+    if optimizer == "adam":
+        # Keras applies Adam to an Embedding's sparse gradient lazily (rows absent from a batch keep
+        # their moments un-decayed); dense inputs through Masking compare the dense update.
+        ids = (ids[..., None] * np.array([0.1, -0.2], "float32")).astype("float32")
+
+    def build(ns, models, opt):
+        first = [ns.Input((6,), dtype="int32"), ns.Embedding(9, 4, mask_zero=True)] \
+            if optimizer == "sgd" else [ns.Input((6, 2)), ns.Masking()]
+        m = models.Sequential(first + [ns.LSTM(5), ns.Dense(3, activation="softmax")])
+        m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+    k_opt = (keras3.optimizers.SGD(0.5, momentum=0.9) if optimizer == "sgd"
+             else keras3.optimizers.Adam(0.05))
+    o_opt = (lstmkit.optim.SGD(0.5, momentum=0.9) if optimizer == "sgd" else lstmkit.optim.Adam(0.05))
+    km, om = build(keras3.layers, keras3, k_opt), build(L, lk, o_opt)
+    om.set_weights(km.get_weights())
+    kh = km.fit(ids, labels, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    oh = om.fit(ids, labels, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    for a, b in zip(om.get_weights(), km.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(oh.history["loss"], kh.history["loss"], atol=1e-4, rtol=1e-4)
+    k_eval = km.evaluate(ids, labels, verbose=0)
+    o_eval = om.evaluate(ids, labels)
+    np.testing.assert_allclose(o_eval, k_eval, atol=1e-4, rtol=1e-4)
+
+
+def test_fit_needs_compile_and_a_loss(rng):
+    m = lk.Sequential([lk.Input((3, 2)), L.LSTM(2)])
+    with pytest.raises(RuntimeError, match="compile"):
+        m.fit(np.zeros((2, 3, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="loss"):
+        m.compile(optimizer="adam")
