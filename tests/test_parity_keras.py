@@ -104,6 +104,14 @@ def test_go_backwards_without_mask(keras3, tf, cell, rng):
     check(keras3, tf, rng, cell, go_backwards=True, with_state=True)
 
 
+@pytest.mark.parametrize("mask", [POST_MASK, HOLES_MASK], ids=["post", "holes"])
+@pytest.mark.parametrize("cell", ["lstm", "gru_reset_before"])
+def test_go_backwards_with_mask(keras3, tf, cell, mask, rng):
+    """With a mask Keras reverses x and the mask together and repeats in processing order: lstmkit's
+    reverse=True with masked_output="repeat", outputs flipped to processing order."""
+    check(keras3, tf, rng, cell, mask=mask, go_backwards=True, with_state=True)
+
+
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_non_default_activations(keras3, tf, cell, rng):
     check(keras3, tf, rng, cell, mask=POST_MASK, activation="relu",
@@ -136,8 +144,9 @@ def test_without_bias(keras3, tf, cell, rng):
     np.testing.assert_allclose(res.h, k_state[0].numpy(), **TOL)
 
 
+@pytest.mark.parametrize("mask", [POST_MASK, PRE_MASK, HOLES_MASK], ids=["post", "pre", "holes"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_keras_bidirectional_with_mask_is_reverse_within_length(keras3, tf, cell, rng):
+def test_keras_bidirectional_with_mask_is_reverse_within_length(keras3, tf, cell, mask, rng):
     """Keras's Bidirectional zeroes masked outputs and its backward layer, reading the reversed padded
     sequence, meets the padding first: with post-padding that is lstmkit's Bidirectional."""
     keras_name, cls, kw = CELLS[cell]
@@ -153,10 +162,10 @@ def test_keras_bidirectional_with_mask_is_reverse_within_length(keras3, tf, cell
     d_out = rng.normal(size=(B, T, 2 * U)).astype("float32")
     xv = tf.Variable(x)
     with tf.GradientTape() as tape:
-        k_out, *k_states = k_layer(xv, mask=tf.constant(POST_MASK))
+        k_out, *k_states = k_layer(xv, mask=tf.constant(mask))
         loss = tf.reduce_sum(k_out * d_out)
     k_grads = tape.gradient(loss, [xv] + list(k_layer.trainable_weights))
-    res, cache = ours.forward(x, mask=POST_MASK, training=True)
+    res, cache = ours.forward(x, mask=mask, training=True)
     np.testing.assert_allclose(res.outputs, k_out.numpy(), **TOL)
     n = len(k_states) // 2
     for f, a, b in zip(res.forward.state._fields, res.forward.state, k_states[:n]):
