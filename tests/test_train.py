@@ -336,3 +336,44 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"y_true: labels must be in \[0, 3\)"):
         train.fit(labels, train.Batches(np.zeros((4, 2)), np.array([0, 1, 2, 3]), batch_size=4),
                   optimizer="sgd", verbose=0)
+
+
+def test_progress_bar_on_a_terminal(monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    monkeypatch.setattr(sys, "stdout", out)
+    rng = np.random.default_rng(0)
+    x, y = _data(rng, n=16)
+    trainable = train.Supervised(EmbLSTMDense(7, 4, 6, 4), losses.SparseCategoricalCrossentropy(True))
+    train.fit(trainable, train.Batches(x, y, batch_size=8), optimizer="adam", epochs=1)
+    text = out.getvalue()
+    assert text.startswith("\repoch 1/1 1/2 [") and "loss" in text and "tok/s" in text
+    assert text.count("\n") == 1
+
+
+def test_rngs_reach_nested_layers_and_seed_reseeds_them():
+    model = EmbLSTMDense(7, 4, 6, 4, bidirectional=True)
+    gens = train.collect_rngs(model)
+    assert model.lstm.forward_layer.rng is gens["lstm/forward_layer"]
+    assert model.lstm.backward_layer.rng is gens["lstm/backward_layer"]
+    assert model.dense.rng is gens["dense"]
+    before = gens["lstm/backward_layer"].bit_generator.state
+    trainable = train.Supervised(model, "sparse_categorical_crossentropy")
+    train._reseed(trainable, 5)
+    assert gens["lstm/backward_layer"].bit_generator.state != before
+
+
+def test_evaluate_matches_eval_steps():
+    rng = np.random.default_rng(0)
+    x, y = _data(rng, n=12)
+    trainable = train.Supervised(EmbLSTMDense(7, 4, 6, 4), losses.SparseCategoricalCrossentropy(True),
+                                 ["accuracy"])
+    whole = trainable.eval_step((x, y))
+    parts = train.evaluate(trainable, train.Batches(x, y, batch_size=4, shuffle=False))
+    np.testing.assert_allclose(parts["loss"], whole["loss"], rtol=1e-6)
+    assert parts["accuracy"] == pytest.approx(whole["accuracy"])

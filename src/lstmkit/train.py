@@ -43,7 +43,7 @@ from . import optim as _optim
 
 __all__ = ["Supervised", "Batches", "fit", "History", "Callback", "EarlyStopping", "ModelCheckpoint",
            "CSVLogger", "ReduceLROnPlateau", "save_checkpoint", "load_checkpoint", "Checkpoint",
-           "NonFiniteLossError"]
+           "NonFiniteLossError", "evaluate", "collect_rngs"]
 
 FORMAT = "lstmkit-checkpoint-1"
 
@@ -152,17 +152,31 @@ class Supervised:
 
 
 def collect_rngs(model):
-    """The dropout generators of a model: its own ``rngs()``, or each layer's ``rng`` by name."""
-    if hasattr(model, "rngs"):
+    """The dropout generators of a model: its own ``rngs()`` if it has one, else every
+    ``numpy.random.Generator`` named ``rng`` on it or on the layers it holds (in attributes and lists),
+    keyed by attribute path (``"lstm/forward_layer"``, ``"layers/2"``): stable across processes, unlike
+    automatic layer names."""
+    if callable(getattr(model, "rngs", None)):
         return dict(model.rngs())
-    out = {}
-    layers = getattr(model, "layers", None)
-    if layers:
-        for layer in layers:
-            for k, g in collect_rngs(layer).items():
-                out[k if k.startswith(layer.name) else f"{layer.name}/{k}"] = g
-    if isinstance(getattr(model, "rng", None), np.random.Generator):
-        out[getattr(model, "name", "model")] = model.rng
+    out, seen = {}, set()
+
+    def visit(obj, path):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        g = getattr(obj, "rng", None)
+        if isinstance(g, np.random.Generator):
+            out[path or "rng"] = g
+        # named attributes first, then lists: "lstm/forward_layer" rather than "layers/1/..."
+        for attr, value in sorted(vars(obj).items(),
+                                  key=lambda kv: (isinstance(kv[1], (list, tuple)), kv[0])):
+            items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+            for i, item in items:
+                if hasattr(item, "params") and hasattr(item, "__dict__") and not isinstance(item, type):
+                    sub = attr if i is None else f"{attr}/{i}"
+                    visit(item, f"{path}/{sub}" if path else sub)
+
+    visit(model, "")
     return out
 
 
@@ -249,7 +263,7 @@ def _as_batches(data, argument):
     if hasattr(data, "epoch") and hasattr(data, "__len__"):
         return data
     if isinstance(data, (tuple, list)) and data and all(hasattr(a, "shape") for a in data):
-        return Batches(*data, batch_size=max(len(data[0]), 1), shuffle=False)
+        return Batches(*data, batch_size=256, shuffle=False)
     raise TypeError(f"{argument}: expected lstmkit.train.Batches (or an object with __len__ and "
                     f"epoch(e)) or a tuple of arrays, got {type(data).__name__}")
 
@@ -266,7 +280,8 @@ class Callback:
 
     def on_train_begin(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
-    def on_train_batch_end(self, step, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
     def on_train_end(self, logs=None): pass
 
@@ -471,7 +486,8 @@ class _Progress:
 
 # -- fit ---------------------------------------------------------------------------------------------
 class _Run:
-    """What callbacks may look at during fit: ``stop_training``, ``history``, ``epoch``, ``step``."""
+    """What callbacks may look at during fit: ``stop_training``, ``history``, ``epoch`` (0-based) and
+    ``step`` (batches of this epoch done, counting the current one)."""
 
     def __init__(self, history):
         self.stop_training, self.history, self.epoch, self.step = False, history, 0, 0
@@ -610,6 +626,8 @@ def fit(trainable, train_data, *, optimizer, epochs=1, validation_data=None, cal
         batches = itertools.islice(train_data.epoch(epoch), first, None)
         for step, batch in enumerate(batches, start=first + 1):
             run.step = step
+            for cb in callbacks:
+                cb.on_train_batch_begin(step - 1, {})
             trainable.zero_grad()
             logs = trainable.train_step(batch)
             loss = float(logs["loss"])
@@ -630,7 +648,7 @@ def fit(trainable, train_data, *, optimizer, epochs=1, validation_data=None, cal
             dt = time.monotonic() - t0
             progress.batch(epoch, step, total, loss, (means.tokens - tokens0) / dt if dt > 0 else 0)
             for cb in callbacks:
-                cb.on_train_batch_end(step, logs)
+                cb.on_train_batch_end(step - 1, logs)      # Keras's 0-based batch index
             if checkpoint_every and step % checkpoint_every == 0 and step < total:
                 save(epoch, step, means)
         epoch_logs = means.result()
