@@ -72,25 +72,43 @@ def _log_softmax(z):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _smoothed_targets(labels, num_classes, smoothing, dtype):
-    q = np.zeros(labels.shape + (num_classes,), dtype)
-    np.put_along_axis(q, labels[..., None], 1.0, axis=-1)
-    if smoothing:
-        q = q * (1.0 - smoothing) + smoothing / num_classes
-    return q
-
-
 def sparse_categorical_crossentropy(y_pred, labels, *, from_logits=False, label_smoothing=0.0,
                                     weights=None, mask=None, reduction="sum_over_batch_size"):
     """Cross-entropy of integer ``labels`` (P) against ``y_pred`` (P + (C,)) logits or probabilities.
 
-    Labels at masked positions are ignored (they may hold any value, e.g. PyTorch's -100).
+    Labels at masked positions are ignored (they may hold any value, e.g. PyTorch's -100). No one-hot
+    array is built: ``l = -(1 - s) logp[label] - (s / C) sum_c logp_c``.
     """
     labels = np.asarray(labels)
     if mask is not None:
         labels = np.where(mask, labels, 0)
-    q = _smoothed_targets(labels, y_pred.shape[-1], label_smoothing, y_pred.dtype)
-    return _categorical(y_pred, q, from_logits, "clip_then_normalize", weights, mask, reduction)
+    if from_logits:
+        logp, clipped = _log_softmax(y_pred), None
+    else:
+        clipped = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        logp = _log_softmax(np.log(clipped))
+    s, C = label_smoothing, y_pred.shape[-1]
+    per = -(1.0 - s) * np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    if s:
+        per = per - (s / C) * logp.sum(axis=-1)
+    loss, rcache = reduce_forward(per, weights, mask, reduction)
+    return loss, ("sparse", rcache, labels, logp, s, y_pred if clipped is not None else None, clipped)
+
+
+def _sparse_backward(cache, d_loss):
+    _, rcache, labels, logp, s, p, clipped = cache
+    d_per = reduce_backward(rcache, d_loss)[..., None]
+    # d l / d z = softmax(z) - (1 - s) onehot - s / C, with z the logits (or log of the clipped probs)
+    d = np.exp(logp)
+    np.put_along_axis(d, labels[..., None],
+                      np.take_along_axis(d, labels[..., None], axis=-1) - (1.0 - s), axis=-1)
+    if s:
+        d -= s / logp.shape[-1]
+    d *= d_per
+    if p is None:
+        return d
+    inside = (p >= EPSILON) & (p <= 1.0 - EPSILON)
+    return np.where(inside, d / clipped, 0).astype(p.dtype)
 
 
 def categorical_crossentropy(y_pred, y_true, *, from_logits=False, label_smoothing=0.0,
@@ -99,23 +117,19 @@ def categorical_crossentropy(y_pred, y_true, *, from_logits=False, label_smoothi
     q = np.asarray(y_true, y_pred.dtype)
     if label_smoothing:
         q = q * (1.0 - label_smoothing) + label_smoothing / y_pred.shape[-1]
-    return _categorical(y_pred, q, from_logits, "normalize_then_clip", weights, mask, reduction)
+    return _categorical(y_pred, q, from_logits, weights, mask, reduction)
 
 
-def _categorical(y_pred, q, from_logits, order, weights, mask, reduction):
+def _categorical(y_pred, q, from_logits, weights, mask, reduction):
     if from_logits:
         logp = _log_softmax(y_pred)
         prob_cache = None
-    elif order == "clip_then_normalize":
-        clipped = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
-        logp = _log_softmax(np.log(clipped))
-        prob_cache = (order, y_pred, clipped)
     else:
         total = y_pred.sum(axis=-1, keepdims=True)
         normed = y_pred / total
         clipped = np.clip(normed, EPSILON, 1.0 - EPSILON)
         logp = np.log(clipped)
-        prob_cache = (order, normed, clipped, total)
+        prob_cache = (normed, clipped, total)
     per = -(q * logp).sum(axis=-1)
     loss, rcache = reduce_forward(per, weights, mask, reduction)
     return loss, ("categorical", rcache, q, logp, prob_cache)
@@ -124,14 +138,9 @@ def _categorical(y_pred, q, from_logits, order, weights, mask, reduction):
 def _categorical_backward(cache, d_loss):
     _, rcache, q, logp, prob_cache = cache
     d_per = reduce_backward(rcache, d_loss)[..., None]
-    if prob_cache is None:                                  # logits: softmax(z) - q, q sums to s
+    if prob_cache is None:            # logits: softmax(z) sum(q) - q (targets may not sum to 1)
         return d_per * (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q)
-    if prob_cache[0] == "clip_then_normalize":
-        _, p, clipped = prob_cache
-        d_log = d_per * (np.exp(logp) * q.sum(axis=-1, keepdims=True) - q)   # w.r.t. log(clipped)
-        inside = (p >= EPSILON) & (p <= 1.0 - EPSILON)
-        return np.where(inside, d_log / clipped, 0).astype(p.dtype)
-    _, normed, clipped, total = prob_cache
+    normed, clipped, total = prob_cache
     d_clipped = d_per * (-q / clipped)
     d_normed = np.where((normed >= EPSILON) & (normed <= 1.0 - EPSILON), d_clipped, 0)
     # normed = p / sum(p): d p_j = (d n_j - sum_k d n_k n_k) / sum(p)
@@ -139,11 +148,13 @@ def _categorical_backward(cache, d_loss):
 
 
 def categorical_crossentropy_backward(cache, d_loss=None):
-    """Gradient of ``y_pred`` for :func:`categorical_crossentropy` (and the sparse one)."""
+    """Gradient of ``y_pred`` for :func:`categorical_crossentropy`."""
     return _categorical_backward(cache, d_loss)
 
 
-sparse_categorical_crossentropy_backward = categorical_crossentropy_backward
+def sparse_categorical_crossentropy_backward(cache, d_loss=None):
+    """Gradient of ``y_pred`` for :func:`sparse_categorical_crossentropy`."""
+    return _sparse_backward(cache, d_loss)
 
 
 # -- binary cross-entropy ------------------------------------------------------------------------
