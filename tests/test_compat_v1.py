@@ -393,13 +393,16 @@ def test_wrong_state_types_are_explained():
         cell(x, np.zeros((2, 6), np.float32))
     flat = ktf.nn.rnn_cell.BasicLSTMCell(3, state_is_tuple=False)
     with pytest.raises(TypeError, match="one array"):
-        flat(x, flat.zero_state(2, ktf.float32) if False else (np.zeros((2, 3)), np.zeros((2, 3))))
+        flat(x, (np.zeros((2, 3)), np.zeros((2, 3))))
     proj = ktf.nn.rnn_cell.LSTMCell(4, num_proj=2)
     c, h = np.zeros((2, 4)), np.zeros((2, 2))
     with pytest.raises(ValueError, match=r"swapped.*\(c, h\)"):
         proj(x, (h, c))
     with pytest.raises(TypeError, match="one array"):
         ktf.nn.rnn_cell.GRUCell(3)(x, (np.zeros((2, 3)),))
+    multi = ktf.nn.rnn_cell.MultiRNNCell([ktf.nn.rnn_cell.GRUCell(3), ktf.nn.rnn_cell.GRUCell(3)])
+    with pytest.raises(TypeError, match="tuple of 2 states"):
+        ktf.nn.dynamic_rnn(multi, np.ones((2, 4, 2)), initial_state=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"initial_state.h: expected shape \(2, 3\)"):
         ktf.nn.dynamic_rnn(cell, np.ones((2, 4, 2)), initial_state=LSTMStateTuple(
             np.zeros((2, 3)), np.zeros((3, 3))))

@@ -120,6 +120,9 @@ class RNNCell:
     variables); ``dynamic_rnn`` then steps through time calling it."""
 
     default_name = "rnn_cell"
+    # Defaults for a subclass whose __init__ does not call RNNCell.__init__.
+    built = False
+    input_size = dtype = seed = None
 
     def __init__(self, trainable=True, name=None, dtype=None, *, reuse=None, seed=None, **kwargs):
         if kwargs:
@@ -159,8 +162,8 @@ class RNNCell:
     def call(self, inputs, state):
         raise NotImplementedError(f"{type(self).__name__} must define call(inputs, state)")
 
-    # Hooks of dynamic_rnn: a step function with the weights converted once, a whole-sequence
-    # fast path (None when the cell has none), and state validation.
+    # Hooks of dynamic_rnn: a step function with the weights converted once, whether the cell has
+    # a whole-sequence fast path (``_run_sequence``), and state validation.
     def _stepper(self):
         return self.__call__
 
@@ -203,7 +206,7 @@ class RNNCell:
             key = key[:-2] if key.endswith(":0") else key
             matches = [n for n in names if key == n or key.endswith("/" + n)]
             if not matches:
-                raise KeyError(f"weights: {key!r} matches no variable of {self.name} "
+                raise ValueError(f"weights: {key!r} matches no variable of {self.name} "
                                f"({', '.join(names)})")
             self._assign(max(matches, key=len), w)
 
