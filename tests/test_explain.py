@@ -182,3 +182,14 @@ def test_explain_layer_and_result(rng):
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         explain(**kwargs)
+
+
+def test_explain_keras_named_layer():
+    import lstmkit.keras as K
+    layer = K.layers.Bidirectional(K.layers.LSTM(3, return_sequences=True, return_state=True))
+    layer(np.zeros((2, 4, 5), np.float32))
+    e = explain(layer, batch=2, time=4)
+    assert (e.config.units, e.config.input_size, e.config.bidirectional) == (3, 5, True)
+    assert [v.name for v in e.values["keras"]] == ["out", "h_fw", "c_fw", "h_bw", "c_bw"]
+    gru = K.layers.GRU(3, go_backwards=True)
+    assert explain(gru).config.go_backwards and explain(gru).config.cell == "GRU"

@@ -142,10 +142,14 @@ def _config(what, **kw):
         found.update(_from_result(what))
     else:
         layer = what
-        if isinstance(layer, Bidirectional):
+        if isinstance(layer, Bidirectional) or type(layer).__name__ == "Bidirectional":
             found["bidirectional"] = True
             layer = layer.forward_layer
-        inner = getattr(layer, "layer", layer)   # a Keras-named adaptor may wrap a native layer
+            for flag in ("return_sequences", "return_state"):
+                if hasattr(layer, flag):
+                    found[flag] = bool(getattr(layer, flag))
+        # a Keras-named layer (lstmkit.keras) runs a native layer inside its cell
+        inner = getattr(getattr(layer, "cell", None), "layer", layer)
         kinds = {LSTM: "LSTM", GRU: "GRU", SimpleRNN: "SimpleRNN"}
         kind = next((n for c, n in kinds.items() if isinstance(inner, c)), None)
         if kind is None:
@@ -161,6 +165,9 @@ def _config(what, **kw):
         for flag in ("return_sequences", "return_state", "go_backwards"):
             if hasattr(what, flag):
                 found[flag] = bool(getattr(what, flag))
+        if "go_backwards" not in found and getattr(inner, "reverse", False) and \
+                not found.get("bidirectional"):
+            found["go_backwards"] = True
     cfg = Config(cell=found.pop("cell"))
     for key in ("units", "input_size", "batch", "time", "return_sequences", "return_state",
                 "go_backwards", "bidirectional", "num_layers"):
