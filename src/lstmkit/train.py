@@ -167,9 +167,9 @@ def collect_rngs(model):
         g = getattr(obj, "rng", None)
         if isinstance(g, np.random.Generator):
             out[path or "rng"] = g
-        # named attributes first, then lists: "lstm/forward_layer" rather than "layers/1/..."
-        for attr, value in sorted(vars(obj).items(),
-                                  key=lambda kv: (isinstance(kv[1], (list, tuple)), kv[0])):
+        # public before private, named attributes before lists: "lstm/forward_layer", not "layers/1"
+        for attr, value in sorted(vars(obj).items(), key=lambda kv: (
+                kv[0].startswith("_"), isinstance(kv[1], (list, tuple)), kv[0])):
             items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
             for i, item in items:
                 if hasattr(item, "params") and hasattr(item, "__dict__") and not isinstance(item, type):
