@@ -182,3 +182,22 @@ def test_set_weights_names_the_weight_and_shapes():
         layer.set_weights(w)
     with raises(ValueError, "weights", "expects 3", "got 2"):
         layer.set_weights(w[:2])
+
+
+def test_backward_checks_the_gradient_shapes(make):
+    layer = make()
+    res, cache = layer.forward(x_ok(), training=True)
+    with raises(ValueError, "d_outputs", f"({B}, {T}, {U})", f"({B}, {T - 1}, {U})"):
+        layer.backward(cache, (np.ones((B, T - 1, U)), None))
+    bad = layer.State(*(np.ones((B + 1, U)) for _ in layer.State._fields))
+    with raises(ValueError, "d_state.h", f"({B}, {U})", f"({B + 1}, {U})"):
+        layer.backward(cache, (None, bad))
+    with raises(TypeError, "grad", "(d_outputs, d_state)"):
+        layer.backward(cache, np.ones((B, T, U)))
+
+
+def test_bidirectional_backward_checks_the_gradient_shapes():
+    layer = lstmkit.Bidirectional(lstmkit.GRU(U))
+    res, cache = layer.forward(x_ok(), training=True)
+    with raises(ValueError, "d_outputs", f"({B}, {T}, {2 * U})", f"({B}, {T}, {U})"):
+        layer.backward(cache, (np.ones((B, T, U)), None))

@@ -92,6 +92,30 @@ def check_mask(mask, batch, steps):
     return m.astype(bool, copy=False)
 
 
+def check_result_grad(grad, out_shape, state_shape, fields):
+    """Validate ``grad = (d_outputs, d_state)`` against the shapes of the forward's result (the
+    compiled loops would read past a short array instead of failing)."""
+    if not isinstance(grad, (tuple, list, RecurrentResult)) or len(tuple(grad)) != 2:
+        raise TypeError(f"grad: expected (d_outputs, d_state), got {type(grad).__name__}")
+    d_out, d_state = grad
+    if d_out is not None and np.shape(d_out) != out_shape:
+        raise ValueError(f"grad: d_outputs must have the outputs' shape {out_shape}, got "
+                         f"{np.shape(d_out)}")
+    if d_state is not None:
+        if all(hasattr(d_state, f) for f in fields):
+            values = [getattr(d_state, f) for f in fields]
+        elif isinstance(d_state, (tuple, list)) and len(d_state) == len(fields):
+            values = list(d_state)
+        else:
+            raise TypeError(f"grad: d_state must be a state ({', '.join(fields)}) or None, got "
+                            f"{type(d_state).__name__}")
+        for f, v in zip(fields, values):
+            if v is not None and np.shape(v) != state_shape:
+                raise ValueError(f"grad: d_state.{f} must have the state's shape {state_shape}, got "
+                                 f"{np.shape(v)}")
+    return d_out, d_state
+
+
 class _Recurrent(Layer):
     """Shared machinery of LSTM, GRU and SimpleRNN: building, validation, stacking, dropout."""
 
@@ -262,7 +286,7 @@ class _Recurrent(Layer):
             finals.append(st)
             inp = outs
         state = self._stack_state(finals)
-        return RecurrentResult(inp, state), (caches, drops)
+        return RecurrentResult(inp, state), (caches, drops, (inp.shape, np.shape(state.h)))
 
     def _stack_state(self, finals):
         if self.num_layers == 1:
@@ -284,8 +308,8 @@ class _Recurrent(Layer):
         """Back-propagate. ``grad`` is ``(d_outputs, d_state)`` shaped like the result (a
         RecurrentResult of gradients works); any part may be None. Gradients of the parameters are
         added to ``self.grads``; returns ``RecurrentGrads(inputs, initial_state)``."""
-        caches, drops = cache
-        d_out, d_state = grad
+        caches, drops, shapes = cache
+        d_out, d_state = check_result_grad(grad, *shapes, self.State._fields)
         d_states = self._split_state_grad(d_state, None)
         d0 = [None] * self.num_layers
         for k in range(self.num_layers - 1, -1, -1):
@@ -543,7 +567,7 @@ class Bidirectional(Layer):
         state = self.State(*(np.concatenate([a, b], axis=-1) for a, b in zip(state_f, state_b)))
         result = BidirectionalResult(merged, state, RecurrentResult(out_f, state_f),
                                      RecurrentResult(out_b, state_b))
-        return result, (caches, drops)
+        return result, (caches, drops, (merged.shape, np.shape(state.h)))
 
     def _merge(self, a, b):
         if self.merge_mode == "concat":
@@ -567,10 +591,10 @@ class Bidirectional(Layer):
     def backward(self, cache, grad):
         """``grad`` is ``(d_outputs, d_state)`` shaped like the merged result; returns
         ``RecurrentGrads(inputs, (d_forward_state, d_backward_state))``."""
-        caches, drops = cache
+        caches, drops, shapes = cache
         fw, bw = self.forward_layer, self.backward_layer
         U = fw.units
-        d_out, d_state = grad
+        d_out, d_state = check_result_grad(grad, *shapes, self.State._fields)
         split = (None, None)
         if d_state is not None:
             parts = [None if v is None else (v[..., :U], v[..., U:]) for v in d_state]
