@@ -79,3 +79,22 @@ def test_refusals(rng):
         interop.to_onnx(bi)
     with pytest.raises(ValueError, match="not built"):
         interop.to_onnx(lstmkit.GRU(U))
+
+
+def test_keras_named_sequential(ort, rng):
+    import lstmkit.keras as K
+    L = K.layers
+    model = K.Sequential([K.Input((None, I)), L.LSTM(4, return_sequences=True, go_backwards=True),
+                          L.Bidirectional(L.GRU(3, return_sequences=True)), L.Dropout(0.5),
+                          L.TimeDistributed(L.Dense(5, activation="tanh")),
+                          L.SimpleRNN(2), L.Dense(3, activation="softmax")])
+    x = rng.normal(size=(2, 6, I)).astype(np.float32)
+    model.predict(x)
+    for p in model.params.values():
+        p[...] = rng.normal(scale=0.5, size=p.shape)
+    sess = _session(ort, interop.to_onnx(model))
+    for B, T in ((2, 6), (4, 3)):
+        x = rng.normal(size=(B, T, I)).astype(np.float32)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], model.predict(x), atol=1e-5)
+    with pytest.raises(NotImplementedError, match="Masking is not exported"):
+        interop.to_onnx(K.Sequential([K.Input((None, I)), L.Masking(), L.LSTM(2)]))
