@@ -90,7 +90,7 @@ def test_plain(keras3, tf, cell, rng):
 
 @pytest.mark.parametrize("mask", [POST_MASK, PRE_MASK, HOLES_MASK], ids=["post", "pre", "holes"])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_masking_repeats_outputs_and_carries_state(keras3, tf, cell, mask, rng):
+def test_masking_repeats_outputs_and_carries_state(keras3, tf, cell, mask, kernel_backend, rng):
     check(keras3, tf, rng, cell, mask=mask, with_state=True)
 
 
@@ -106,7 +106,7 @@ def test_go_backwards_without_mask(keras3, tf, cell, rng):
 
 @pytest.mark.parametrize("mask", [POST_MASK, HOLES_MASK], ids=["post", "holes"])
 @pytest.mark.parametrize("cell", ["lstm", "gru_reset_before"])
-def test_go_backwards_with_mask(keras3, tf, cell, mask, rng):
+def test_go_backwards_with_mask(keras3, tf, cell, mask, kernel_backend, rng):
     """With a mask Keras reverses x and the mask together and repeats in processing order: lstmkit's
     reverse=True with masked_output="repeat", outputs flipped to processing order."""
     check(keras3, tf, rng, cell, mask=mask, go_backwards=True, with_state=True)

@@ -1,5 +1,6 @@
 """Parity with PyTorch nn.LSTM / nn.GRU / nn.RNN: the same weights (moved with lstmkit.layouts) give
-the same outputs, final states and gradients (inputs, initial states, every weight), float32.
+the same outputs, final states and gradients (inputs, initial states, every weight), in float32
+(to 1e-5) and float64 (to 1e-11), on both kernel backends.
 
 Packed sequences use pack_padded_sequence(enforce_sorted=False), so rows come in any length order;
 the backward direction of a bidirectional module reads each sequence within its length."""
@@ -23,7 +24,7 @@ CONFIGS = {   # name: (num_layers, bidirectional, packed, initial_state)
 }
 
 
-def make_pair(torch, cell, num_layers, bidirectional, nonlinearity="tanh"):
+def make_pair(torch, cell, num_layers, bidirectional, nonlinearity="tanh", dtype="float32"):
     torch_name, cls = CELLS[cell]
     torch.manual_seed(0)
     kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
@@ -33,7 +34,9 @@ def make_pair(torch, cell, num_layers, bidirectional, nonlinearity="tanh"):
         for p in mod.parameters():
             p.uniform_(-0.6, 0.6)
     lk_kw = {"activation": nonlinearity} if cell == "rnn" else {}
-    layer = cls(H, num_layers=num_layers, **lk_kw)
+    layer = cls(H, num_layers=num_layers, dtype=dtype, **lk_kw)
+    if dtype == "float64":
+        mod = mod.double()
     if bidirectional:
         layer = lstmkit.Bidirectional(layer)
     layer.build((B, T, I))
@@ -61,18 +64,20 @@ def run_torch(torch, mod, cell, x, lengths, state0):
     return xt, s0, out, st
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_forward_and_gradients_match_torch(torch, cell, config, rng):
+def test_forward_and_gradients_match_torch(torch, cell, config, dtype, kernel_backend, rng):
     L, bidi, packed, with_state = CONFIGS[config]
     D = 2 if bidi else 1
     nfields = 2 if cell == "lstm" else 1
-    mod, layer = make_pair(torch, cell, L, bidi)
-    x = rng.normal(size=(B, T, I)).astype("float32")
+    mod, layer = make_pair(torch, cell, L, bidi, dtype=dtype)
+    TOL = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-11, atol=1e-12)
+    x = rng.normal(size=(B, T, I)).astype(dtype)
     lengths = LENGTHS if packed else None
     state0 = None
     if with_state:
-        state0 = [rng.normal(size=(L * D, B, H)).astype("float32") for _ in range(nfields)]
+        state0 = [rng.normal(size=(L * D, B, H)).astype(dtype) for _ in range(nfields)]
 
     xt, s0, out_t, st_t = run_torch(torch, mod, cell, x, lengths, state0)
 
@@ -90,8 +95,8 @@ def test_forward_and_gradients_match_torch(torch, cell, config, rng):
         np.testing.assert_allclose(a, b.detach().numpy(), **TOL, err_msg=name)
 
     # gradients of  sum(out * d_out) + sum(h_n * d_h) [+ sum(c_n * d_c)]
-    d_out = rng.normal(size=out_t.shape).astype("float32")
-    d_st = [rng.normal(size=(L * D, B, H)).astype("float32") for _ in range(nfields)]
+    d_out = rng.normal(size=out_t.shape).astype(dtype)
+    d_st = [rng.normal(size=(L * D, B, H)).astype(dtype) for _ in range(nfields)]
     loss = (out_t * torch.tensor(d_out)).sum() + sum((s * torch.tensor(d)).sum()
                                                      for s, d in zip(st_t, d_st))
     loss.backward()
@@ -115,7 +120,9 @@ def test_forward_and_gradients_match_torch(torch, cell, config, rng):
         if name.startswith("bias_hh") and cell != "gru":
             # one canonical bias is the sum of torch's two: both get its gradient
             ours = grads[name.replace("bias_hh", "bias_ih")]
-        np.testing.assert_allclose(ours, p.grad.numpy(), rtol=1e-5, atol=2e-5, err_msg=f"d {name}")
+        np.testing.assert_allclose(ours, p.grad.numpy(), rtol=TOL["rtol"], atol=2 * TOL["atol"],
+                                   err_msg=f"d {name}")
+        assert ours.dtype == np.dtype(dtype)
 
 
 def test_relu_rnn_matches_torch(torch, rng):
