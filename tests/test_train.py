@@ -148,6 +148,25 @@ def test_resume_in_process_bit_for_bit(tmp_path):
     assert hr.history == hf.history
 
 
+def test_resume_keeps_callback_state(tmp_path):
+    def callbacks():
+        return [train.EarlyStopping("loss", patience=2, min_delta=10.0, restore_best_weights=True),
+                train.ReduceLROnPlateau("loss", factor=0.5, patience=1, min_delta=10.0)]
+
+    full, hf = _train_small(epochs=6, callbacks=callbacks())
+    assert len(hf.history["loss"]) == 3            # stopped early: the callbacks did something
+    ckpt = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        _train_small(epochs=6, checkpoint=ckpt, checkpoint_every=2, callbacks=callbacks() + [_Stop(9)])
+    saved = train.load_checkpoint(ckpt)
+    assert saved.epoch == 1 and saved.callbacks["0:EarlyStopping"]["best_weights"] is not None
+    resumed, hr = _train_small(epochs=6, checkpoint=ckpt, checkpoint_every=2, resume=ckpt,
+                               callbacks=callbacks())
+    assert hr.history == hf.history
+    for k in full.params:
+        assert np.array_equal(full.params[k], resumed.params[k]), k
+
+
 SCRIPT = textwrap.dedent("""
     import os, sys, time
     import numpy as np

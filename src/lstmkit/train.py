@@ -285,6 +285,14 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): pass
     def on_train_end(self, logs=None): pass
 
+    def state_dict(self):
+        """What a checkpoint must keep for a resumed run to behave the same (JSON values and numpy
+        arrays, nested in dicts), or None."""
+        return None
+
+    def load_state_dict(self, state):
+        pass
+
 
 class History(Callback):
     """``history.history``: dict metric -> list (one value per epoch); ``history.epoch``: epochs."""
@@ -348,6 +356,14 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.run.stop_training = True
 
+    def state_dict(self):
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             for k, v in self.best_weights.items():
@@ -364,6 +380,12 @@ class ModelCheckpoint(Callback):
         self.better, self.mode = _better(mode, monitor)
         self.best = None
 
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = state["best"]
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
@@ -372,6 +394,7 @@ class ModelCheckpoint(Callback):
                 return
             self.best = current
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        self.last_saved = path
         save_checkpoint(path, self.trainable, self.optimizer, epoch=epoch + 1, step=0,
                         history=self.run.history.history if self.run else None)
 
@@ -421,6 +444,13 @@ class ReduceLROnPlateau(Callback):
                             "a number to let this callback change it")
         self.wait, self.cooldown_counter = 0, 0
         self.best = math.inf if self.mode == "min" else -math.inf
+
+    def state_dict(self):
+        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": self.best}
+
+    def load_state_dict(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
 
     def on_epoch_end(self, epoch, logs=None):
         current = _get_monitored(logs, self.monitor, "ReduceLROnPlateau")
@@ -590,7 +620,7 @@ def fit(trainable, train_data, *, optimizer, epochs=1, validation_data=None, cal
 
     history = History()
     run = _Run(history)
-    start_epoch, start_step, means_state, skipped = 0, 0, None, 0
+    start_epoch, start_step, means_state, skipped, ckpt = 0, 0, None, 0, None
     if resume is not None and os.path.exists(resume):
         ckpt = load_checkpoint(resume)
         if any(k not in trainable.params for k in ckpt.params):
@@ -608,10 +638,17 @@ def fit(trainable, train_data, *, optimizer, epochs=1, validation_data=None, cal
             cb.set_context(trainable, optimizer, run)
     for cb in callbacks:
         cb.on_train_begin({})
+    keyed = {f"{i}:{type(cb).__name__}": cb for i, cb in enumerate(callbacks[1:])}
+    if ckpt is not None:
+        for key, state in ckpt.callbacks.items():
+            if key in keyed:
+                keyed[key].load_state_dict(state)
 
     def save(epoch, step, means):
+        states = {k: cb.state_dict() for k, cb in keyed.items() if hasattr(cb, "state_dict")}
         save_checkpoint(checkpoint, trainable, optimizer, epoch=epoch, step=step,
                         history=history.history,
+                        callbacks={k: v for k, v in states.items() if v is not None},
                         extra={"epoch_means": means.state() if means else None,
                                "skipped_steps": skipped})
 
@@ -676,9 +713,10 @@ class Checkpoint:
     """A loaded checkpoint: ``params``, ``optimizer`` (state dict), ``rngs`` (bit-generator states),
     ``epoch`` and ``step`` (the next batch to run: ``step`` batches of ``epoch`` are done), ``meta``."""
 
-    def __init__(self, path, params, optimizer, rngs, meta):
+    def __init__(self, path, params, optimizer, rngs, meta, callbacks=None):
         self.path, self.params, self.optimizer, self.rngs, self.meta = path, params, optimizer, rngs, meta
         self.epoch, self.step = int(meta["epoch"]), int(meta["step"])
+        self.callbacks = callbacks or {}      # "index:ClassName" -> the callback's state_dict()
 
     def check_architecture(self, params):
         """Raise ValueError unless ``params`` has exactly this checkpoint's names and shapes."""
@@ -715,10 +753,16 @@ class Checkpoint:
             gens[name].bit_generator.state = state
 
 
-def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history=None, extra=None):
-    """Write a checkpoint atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history=None, callbacks=None,
+                    extra=None):
+    """Write a checkpoint atomically: a temporary file in the same folder, fsync, ``os.replace``.
+
+    ``callbacks``: name -> state (JSON values and numpy arrays nested in dicts); arrays are stored as
+    arrays of the ``.npz``, the rest as JSON text.
+    """
     path = os.fspath(path)
     arrays = {f"param/{k}": np.asarray(v) for k, v in trainable.params.items()}
+    callbacks = {k: _split_arrays(v, f"callback/{k}", arrays) for k, v in (callbacks or {}).items()}
     if optimizer is not None:
         for k, v in optimizer.state_dict().items():
             arrays[f"optim/{k}"] = np.asarray(v)
@@ -726,7 +770,7 @@ def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history
             "architecture": {k: list(np.shape(v)) for k, v in trainable.params.items()},
             "rngs": {k: _jsonable(g.bit_generator.state) for k, g in trainable.rngs().items()},
             "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
-            "history": history or {}}
+            "history": history or {}, "callbacks": callbacks}
     meta.update(extra or {})
     arrays["__meta__"] = np.array(json.dumps(meta))
     folder = os.path.dirname(os.path.abspath(path))
@@ -749,6 +793,30 @@ def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history
     except OSError:
         pass
     return path
+
+
+def _split_arrays(obj, prefix, arrays):
+    """Replace the numpy arrays inside nested dicts by references to entries of ``arrays``."""
+    if isinstance(obj, np.ndarray):
+        arrays[prefix] = obj
+        return {"__npz__": prefix}
+    if isinstance(obj, dict):
+        return {k: _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in obj.items()}
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    return obj
+
+
+def _join_arrays(obj, data):
+    if isinstance(obj, dict):
+        if "__npz__" in obj:
+            return data[obj["__npz__"]]
+        if "__float__" in obj:
+            return float(obj["__float__"])
+        return {k: _join_arrays(v, data) for k, v in obj.items()}
+    return obj
 
 
 def _jsonable(obj):
@@ -809,4 +877,5 @@ def load_checkpoint(path):
     arch = {k: tuple(s) for k, s in meta.get("architecture", {}).items()}
     if arch != {k: v.shape for k, v in params.items()}:
         raise ValueError(f"checkpoint {path}: corrupted (weights do not match its fingerprint)")
-    return Checkpoint(path, params, opt, _from_json(meta.get("rngs", {})), meta)
+    callbacks = _join_arrays(meta.get("callbacks") or {}, data)
+    return Checkpoint(path, params, opt, _from_json(meta.get("rngs", {})), meta, callbacks)
