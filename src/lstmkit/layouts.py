@@ -59,6 +59,8 @@ Example::
 Every function validates its input: a missing or unexpected key, or a wrong shape, raises a
 ``ValueError`` naming the key, the shape expected and the shape found.
 """
+from collections.abc import Mapping
+
 import numpy as np
 
 FORMATS = ("keras", "tf1", "torch", "onnx")
@@ -99,9 +101,9 @@ def _check(cond, key, expected, found, fmt):
 
 
 def _check_keys(weights, required, optional, fmt, cell):
-    if not isinstance(weights, dict):
+    if not isinstance(weights, Mapping):
         raise TypeError(f"weights: expected a dict of arrays, got {type(weights).__name__}")
-    keys = set(weights)
+    keys = set(weights.keys())
     missing = [k for k in required if k not in keys]
     extra = sorted(keys - set(required) - set(optional))
     if missing or extra:
