@@ -181,3 +181,56 @@ def test_flatten_and_pack_round_trip():
     struct = [1, [2, 3], [[4]], 5]
     assert M.flatten(struct) == [1, 2, 3, 4, 5]
     assert M.pack_like(struct, M.flatten(struct)) == struct
+
+
+def test_inference_decoder_with_state_inputs(keras3, rng):
+    """Keras's seq2seq inference set-up: the decoder's initial state comes from Input tensors."""
+    def build(ns, models):
+        dec_in = ns.Input(shape=(None, 5))
+        h_in, c_in = ns.Input(shape=(6,)), ns.Input(shape=(6,))
+        seq, h, c = ns.LSTM(6, return_sequences=True, return_state=True)(dec_in, initial_state=[h_in, c_in])
+        return models.Model([dec_in, h_in, c_in], [ns.Dense(5, activation="softmax")(seq), h, c])
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    c = rng.normal(size=(2, 6)).astype("float32")
+    x = [rng.normal(size=(2, 1, 5)).astype("float32"), 0.5 * np.tanh(c), c]
+    close(om.predict(x), km.predict(x, verbose=0))
+
+
+def test_stateful_model_carries_across_predict_calls(keras3, rng):
+    def build(ns, models):
+        x = ns.Input(shape=(None, 3), batch_size=2)
+        return models.Model(x, ns.GRU(4, stateful=True, return_sequences=True)(x))
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    chunks = [rng.normal(size=(2, 3, 3)).astype("float32") for _ in range(3)]
+    for chunk in chunks:
+        close(om.predict(chunk), km.predict(chunk, verbose=0))
+    om.layers[1].reset_states()
+    km.layers[1].reset_states()
+    close(om.predict(chunks[0]), km.predict(chunks[0], verbose=0))
+
+
+def test_masks_through_bidirectional_and_concatenate(keras3):
+    ids = np.array([[3, 5, 2, 0, 0], [1, 2, 3, 4, 5], [7, 1, 0, 0, 0]])
+
+    def build(ns, models):
+        inp = ns.Input(shape=(5,), dtype="int32")
+        emb = ns.Embedding(10, 4, mask_zero=True)(inp)
+        a = ns.Bidirectional(ns.LSTM(3, return_sequences=True), merge_mode="ave")(emb)
+        b = ns.SimpleRNN(2, return_sequences=True)(ns.Dropout(0.3)(emb))
+        joined = ns.Concatenate()([a, b])
+        return models.Model(inp, [joined, ns.LSTM(2)(ns.TimeDistributed(ns.Dense(3))(joined)),
+                                  ns.GRU(2)(ns.RepeatVector(5)(ns.LSTM(2)(joined)))])
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    close(om.predict(ids), km.predict(ids, verbose=0))
+
+
+def test_symbolic_errors_speak_of_the_symbolic_shapes():
+    x = M.Input(shape=(7,))
+    with pytest.raises(ValueError, match=r"3-D array.*symbolic input\(s\) of shape \(None, 7\)"):
+        L.LSTM(2)(x)
+    import lstmkit
+    with pytest.raises(TypeError, match="Keras-named layers"):
+        lstmkit.LSTM(2)(M.Input(shape=(3, 2)))

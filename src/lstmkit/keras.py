@@ -8,4 +8,6 @@ from .compat.keras import models as _models
 
 sys.modules[__name__ + ".layers"] = _layers
 sys.modules[__name__ + ".models"] = _models
+sys.modules[__name__ + ".optimizers"] = _keras.optimizers
+sys.modules[__name__ + ".losses"] = _keras.losses
 sys.modules[__name__] = _keras

@@ -81,8 +81,9 @@ class SymbolicTensor:
                         "returns a list only when asked (e.g. return_state=True)")
 
     def __array__(self, *args, **kwargs):
-        raise TypeError("a symbolic tensor has no values; build a Model(inputs, outputs) and call "
-                        "model.predict(arrays) to get them")
+        raise TypeError("a symbolic tensor (from Input) has no values: call Keras-named layers "
+                        "(lstmkit.keras.layers) on it to build a graph, then Model(inputs, outputs)"
+                        ".predict(arrays) gives arrays")
 
 
 def is_symbolic(*structs):
@@ -183,8 +184,15 @@ def symbolic_call(layer, args, kwargs):
         to_array = (lambda v: _example(v, free) if isinstance(v, SymbolicTensor) else v)
         a = [map_structure(to_array, v) for v in args]
         kw = {k: map_structure(to_array, v) for k, v in kwargs.items()}
-        with _probe():
-            out, _ = layer.forward(*a, training=False, **kw)
+        try:
+            with _probe():
+                out, _ = layer.forward(*a, training=False, **kw)
+        except (ValueError, TypeError) as err:
+            shapes = [t.shape for t in flatten([list(args), list(kwargs.values())])
+                      if isinstance(t, SymbolicTensor)]
+            raise type(err)(f"{err} [calling layer {layer.name!r} on symbolic input(s) of shape "
+                            f"{', '.join(map(str, shapes))}; each unknown size (None) was tried as "
+                            f"{free}]") from None
         results.append(out)
     node = Node(layer, tuple(args), dict(kwargs), None)
     flat2, flat3 = flatten(results[0]), flatten(results[1])
@@ -274,6 +282,14 @@ class Model(Layer):
                 self.params[f"{layer.name}/{key}"] = layer.params[key]
                 self.grads[f"{layer.name}/{key}"] = layer.grads[key]
         self.built = True
+
+    @property
+    def input(self):
+        return self.inputs
+
+    @property
+    def output(self):
+        return self.outputs
 
     # -- weights ----------------------------------------------------------------------------------
     def get_layer(self, name):

@@ -5,8 +5,9 @@
 
 Same return structures, masking and weight layout as Keras 3 (see :mod:`.layers`).
 """
+from ... import losses, optim as optimizers
 from . import layers, models
 from .layers import Input
 from .models import Model, Sequential
 
-__all__ = ["layers", "models", "Input", "Model", "Sequential"]
+__all__ = ["layers", "models", "optimizers", "losses", "Input", "Model", "Sequential"]
