@@ -269,3 +269,48 @@ def test_onnx_runtime_computes_the_same_with_converted_weights(cell, reset_after
     ours = layouts.convert_state(ours, "lstmkit", "onnx", cell, bidirectional=bidirectional)
     for a, b in zip(ours if cell == "lstm" else (ours,), got[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_tf1_dynamic_rnn_with_converted_weights(tf, cell, rng):
+    """Whole sequences through tf.compat.v1.nn.dynamic_rnn (sequence_length, initial state) on
+    weights from layouts.convert: outputs (zero past each length), final state and gradients."""
+    v1 = tf.compat.v1.nn
+    T, lengths = 5, np.array([5, 2])
+    cls = {"lstm": lstmkit.LSTM, "gru": lstmkit.GRU, "rnn": lstmkit.SimpleRNN}[cell]
+    layer = cls(U, seed=2, **({"reset_after": False} if cell == "gru" else {}))
+    x = rng.normal(size=(B, T, I)).astype("float32")
+    layer.build(x.shape)
+    for p in layer.params.values():
+        p += rng.uniform(-0.5, 0.5, size=p.shape).astype("float32")
+    opts = {"forget_bias": 1.0} if cell == "lstm" else {}
+    tf_cell = {"lstm": lambda: v1.rnn_cell.LSTMCell(U, forget_bias=1.0),
+               "gru": lambda: v1.rnn_cell.GRUCell(U),
+               "rnn": lambda: v1.rnn_cell.BasicRNNCell(U)}[cell]()
+    fields = layer.State._fields
+    s0 = [rng.normal(size=(B, U)).astype("float32") for _ in fields]
+    tf_s0 = (v1.rnn_cell.LSTMStateTuple(tf.constant(s0[1]), tf.constant(s0[0])) if cell == "lstm"
+             else tf.constant(s0[0]))
+    tf_cell(tf.constant(x[:, 0]), tf_s0)          # build the variables
+    by_name = {v.name.split("/", 1)[1].rsplit(":", 1)[0]: v for v in tf_cell.variables}
+    for k, v in layouts.convert(layer.params, "keras", "tf1", cell, **opts).items():
+        by_name[k].assign(v)
+    d_out = rng.normal(size=(B, T, U)).astype("float32")
+    xv = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        out, st = v1.dynamic_rnn(tf_cell, xv, sequence_length=lengths, initial_state=tf_s0)
+        loss = tf.reduce_sum(out * d_out)
+    grads = tape.gradient(loss, [xv] + list(by_name.values()))
+
+    res, cache = layer.forward(x, lengths=lengths, initial_state=layer.State(*s0), training=True)
+    np.testing.assert_allclose(res.outputs, out.numpy(), rtol=1e-5, atol=1e-5)
+    theirs = layouts.convert_state(st, "tf1", "lstmkit", cell)
+    for f in fields:
+        np.testing.assert_allclose(getattr(res.state, f), getattr(theirs, f), rtol=1e-5, atol=1e-5)
+    layer.zero_grad()
+    g = layer.backward(cache, (d_out, None))
+    np.testing.assert_allclose(g.inputs, grads[0].numpy(), rtol=1e-5, atol=1e-5)
+    # a gradient converts like the weights, without the forget-bias shift
+    ours = layouts.convert(layer.grads, "keras", "tf1", cell, **({"forget_bias": 0.0} if opts else {}))
+    for name, gv in zip(by_name, grads[1:]):
+        np.testing.assert_allclose(ours[name], gv.numpy(), rtol=1e-5, atol=2e-5, err_msg=name)
