@@ -234,3 +234,57 @@ def test_symbolic_errors_speak_of_the_symbolic_shapes():
     import lstmkit
     with pytest.raises(TypeError, match="Keras-named layers"):
         lstmkit.LSTM(2)(M.Input(shape=(3, 2)))
+
+
+@pytest.mark.parametrize("variant", ["masking_bidir_mul", "repeat_timedistributed", "bidir_none_gru"])
+def test_more_gradients_match_gradient_tape(keras3, tf, rng, variant):
+    def build(ns, models):
+        x = ns.Input(shape=(5, 3))
+        if variant == "masking_bidir_mul":
+            m = ns.Masking()(x)
+            y = ns.Bidirectional(ns.LSTM(4, return_sequences=True), merge_mode="mul")(m)
+            y = ns.Activation("softmax")(ns.SimpleRNN(3, return_sequences=True, go_backwards=True)(y))
+            return models.Model(x, y)
+        if variant == "repeat_timedistributed":
+            h = ns.GRU(4, reset_after=False)(x)
+            seq = ns.LSTM(3, return_sequences=True)(ns.RepeatVector(4)(h))
+            return models.Model(x, [ns.TimeDistributed(ns.Dense(2, activation="softmax"))(seq),
+                                    ns.Dropout(0.5)(h)])
+        out = ns.Bidirectional(ns.GRU(3, return_sequences=True, return_state=True),
+                               merge_mode=None)(x)
+        return models.Model(x, out)
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    x = rng.normal(size=(3, 5, 3)).astype("float32")
+    x[1, 3:] = 0.0                                          # padding for Masking
+    outs, cache = om.forward(x, training=False)
+    outs = outs if isinstance(outs, list) else [outs]
+    weights = [rng.normal(size=o.shape).astype("float32") for o in outs]
+    x_t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        k_outs = km(x_t, training=False)
+        k_outs = k_outs if isinstance(k_outs, (list, tuple)) else [k_outs]
+        loss = tf.add_n([tf.reduce_sum(o * w) for o, w in zip(k_outs, weights)])
+    k_grads = tape.gradient(loss, km.trainable_weights + [x_t])
+    close(outs, [o.numpy() for o in k_outs])
+    om.zero_grad()
+    d_x = om.backward(cache, weights if len(weights) > 1 else weights[0])
+    for name, a, b in zip(list(om.grads) + ["x"], list(om.grads.values()) + [d_x], k_grads):
+        np.testing.assert_allclose(a, b.numpy(), atol=2e-5, rtol=1e-4, err_msg=name)
+
+
+def test_time_major_gradient_is_the_transposed_one(rng):
+    x = rng.normal(size=(3, 4, 2)).astype("float32")
+    a = L.LSTM(3, return_sequences=True)
+    b = L.LSTM(3, return_sequences=True, time_major=True)
+    a(x), b(x.transpose(1, 0, 2))
+    b.set_weights(a.get_weights())
+    d = rng.normal(size=(3, 4, 3)).astype("float32")
+    ya, ca = a.forward(x)
+    yb, cb = b.forward(x.transpose(1, 0, 2))
+    np.testing.assert_allclose(yb.transpose(1, 0, 2), ya, atol=1e-6)
+    np.testing.assert_allclose(b.backward(cb, d.transpose(1, 0, 2)).transpose(1, 0, 2),
+                               a.backward(ca, d), atol=1e-6)
+    for k in a.grads:
+        np.testing.assert_allclose(b.grads[k], a.grads[k], atol=1e-5)
