@@ -98,3 +98,51 @@ def test_keras_named_sequential(ort, rng):
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], model.predict(x), atol=1e-5)
     with pytest.raises(NotImplementedError, match="Masking is not exported"):
         interop.to_onnx(K.Sequential([K.Input((None, I)), L.Masking(), L.LSTM(2)]))
+
+
+TRANSLATORS = [dict(attention=None), dict(attention="general"), dict(attention="dot", num_layers=2),
+               dict(attention="additive", input_feeding=False),
+               dict(attention="general", tie_embeddings=True, embedding_size=16, num_layers=2)]
+
+
+@pytest.mark.parametrize("kw", TRANSLATORS)
+def test_translator_encoder_and_decoder_step(kw, ort, rng, tmp_path):
+    from lstmkit.seq2seq import Seq2Seq
+    m = Seq2Seq(20, 30, **({"embedding_size": 8, "hidden_size": 16} | kw), seed=0, dropout=0.0)
+    for p in m.params.values():
+        p[...] = rng.normal(scale=0.3, size=p.shape)
+    interop.seq2seq_to_onnx(m, tmp_path / "enc.onnx", tmp_path / "dec.onnx")
+    enc = ort.InferenceSession(str(tmp_path / "enc.onnx"), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(tmp_path / "dec.onnx"), providers=["CPUExecutionProvider"])
+    src = rng.integers(4, 20, size=(3, 6))
+    lens = np.array([6, 3, 1])
+    ds = m.start(src, lens)
+    e = dict(zip([o.name for o in enc.get_outputs()],
+                 enc.run(None, {"src": src.astype(np.int64), "src_lengths": lens.astype(np.int32)})))
+    np.testing.assert_allclose(e["h"], ds.lstm.h, atol=1e-5)
+    np.testing.assert_allclose(e["c"], ds.lstm.c, atol=1e-5)
+    feeds = {"h": e["h"], "c": e["c"]}
+    if m.attention is not None:
+        np.testing.assert_allclose(e["keys"], ds.keys, atol=1e-5)
+        np.testing.assert_allclose(e["memory"], ds.memory, atol=1e-5)
+        np.testing.assert_array_equal(e["mask"], ds.mask)
+        feeds.update({k: e[k] for k in ("keys", "memory", "mask")})
+    if m.input_feeding:
+        feeds["feed"] = ds.feed
+    tokens = np.array([2, 2, 2])
+    for _ in range(3):   # greedy steps, the state carried through the graph's outputs
+        logp, w, ds = m.step(ds, tokens)
+        d = dict(zip([o.name for o in dec.get_outputs()],
+                     dec.run(None, {**feeds, "tokens": tokens.astype(np.int64)})))
+        np.testing.assert_allclose(d["log_probs"], logp, atol=1e-5)
+        np.testing.assert_allclose(d["h_next"], ds.lstm.h, atol=1e-5)
+        np.testing.assert_allclose(d["c_next"], ds.lstm.c, atol=1e-5)
+        if w is not None:
+            np.testing.assert_allclose(d["weights"], w, atol=1e-5)
+        feeds["h"], feeds["c"] = d["h_next"], d["c_next"]
+        if m.input_feeding:
+            np.testing.assert_allclose(d["feed_next"], ds.feed, atol=1e-5)
+            feeds["feed"] = d["feed_next"]
+        tokens = logp.argmax(-1)
+    with pytest.raises(TypeError, match="seq2seq_to_onnx"):
+        interop.to_onnx(m)

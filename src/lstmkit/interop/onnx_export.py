@@ -147,6 +147,9 @@ def to_onnx(layer, path=None, *, lengths=True, opset=OPSET, name=None):
     from onnx import TensorProto
     from ..model import Model
     g = _Graph(onnx, helper)
+    if type(layer).__name__ == "Seq2Seq":
+        raise TypeError("layer: a Seq2Seq translator is two graphs (encoder and decoder step); use "
+                        "lstmkit.interop.seq2seq_to_onnx(model, encoder_path, decoder_path)")
     if isinstance(layer, Model):
         return _finish(g, *_sequential(g, layer), name or layer.name, opset, path)
     s = _common.structure(layer)
