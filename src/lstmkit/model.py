@@ -93,8 +93,10 @@ def is_symbolic(*structs):
 class Node:
     """One call of a layer inside a graph: ``layer(*args, **kwargs) -> outputs``.
 
-    ``inputs`` are the symbolic tensors among the arguments, in order (an explicit ``mask`` apart);
-    ``outputs`` is the layer's result (a tensor or a list of tensors).
+    ``leaves`` are the arrays among the arguments, symbolic or given, in order (an explicit ``mask``
+    apart): the layer's ``backward`` returns one gradient per leaf. ``inputs`` are the symbolic
+    leaves, ``tensor_args`` the arguments holding any, ``outputs`` the layer's result (a tensor or a
+    list of tensors).
     """
 
     def __init__(self, layer, args, kwargs, outputs):
