@@ -34,6 +34,9 @@ PyTorch adds ``wd p`` to the gradient (L2). Clipping follows Keras for both form
 everything else: ``clipnorm`` clips each gradient to that L2 norm, ``global_clipnorm`` scales all of
 them so that their joint norm is at most that, ``clipvalue`` clips each element to [-v, v].
 
+Not offered: PyTorch's SGD ``dampening`` and Adagrad ``lr_decay`` (use a schedule), Keras's ``use_ema``
+and gradient accumulation.
+
 ``learning_rate`` may be a number or a schedule (a callable of the 0-based step, as Keras's
 ``LearningRateSchedule``): :class:`ExponentialDecay`, :class:`InverseSqrtDecay`, :class:`LinearWarmup`
 (wraps either), and the ``ReduceLROnPlateau`` callback of ``lstmkit.train``.
