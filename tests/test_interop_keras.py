@@ -39,8 +39,9 @@ def _keras_models(k):
     dec = L.LSTM(4, return_sequences=True)(out, initial_state=[h, c])
     y = L.TimeDistributed(L.Dense(2))(L.Concatenate()([dec, out]))
     fun = k.Model(x, [y, h])
-    tok = k.Sequential([k.Input((None,), dtype="int32"), L.Embedding(7, 3, mask_zero=True),
-                        L.GRU(4, reset_after=False), L.Dense(2)])
+    ids = k.Input((None,), dtype="int32")
+    emb = L.Embedding(7, 3, mask_zero=True)(ids)        # Keras 3 records a NotEqual op for the mask
+    tok = k.Model(ids, L.Dense(2)(L.GRU(4, reset_after=False)(emb)))
     return {"sequential": seq, "functional": fun, "tokens": tok}
 
 

@@ -227,6 +227,9 @@ def model_from_config(config):
     raise ValueError(f"config: model class {cls!r} is not supported (Sequential, Functional)")
 
 
+_IMPLICIT_MASK = object()
+
+
 def _as_refs(spec):
     """input_layers/output_layers: one [name, node, index] or a list of them."""
     if spec and isinstance(spec[0], str):
@@ -237,10 +240,23 @@ def _as_refs(spec):
 def _functional(cfg, models):
     from ..model import flatten
     tensors, layers, pending = {}, {}, []
+    # Keras 3 records the mask of Embedding(mask_zero=True) as an op NotEqual(ids, 0) passed as
+    # mask= to the next layer; lstmkit.keras carries that same mask beside the values already.
+    zero_masked = {str(n["args"][0]["config"]["keras_history"][:2])
+                   for e in cfg["layers"] if e.get("class_name") == "Embedding"
+                   and e["config"].get("mask_zero") for n in e.get("inbound_nodes", [])
+                   if isinstance(n, dict)}
     for e in cfg["layers"]:
         lname = e.get("name") or e["config"].get("name")
         if e.get("class_name") == "InputLayer":
             tensors[(lname, 0)] = [_input_from(e["config"] | {"name": lname})]
+            continue
+        if e.get("class_name") == "NotEqual" and all(
+                isinstance(n, dict) and n["args"][1:] == [0]
+                and str(n["args"][0]["config"]["keras_history"][:2]) in zero_masked
+                for n in e.get("inbound_nodes", [])):
+            for i in range(len(e["inbound_nodes"])):
+                tensors[(lname, i)] = [_IMPLICIT_MASK]
             continue
         layers[lname] = layer_from_config(e)
         for i, node in enumerate(e.get("inbound_nodes", [])):
@@ -281,7 +297,7 @@ def _functional(cfg, models):
                 continue
             args = resolve(node.get("args", []))
             kwargs = {k: v for k, v in resolve(node.get("kwargs", {})).items()
-                      if k != "training" and not (k == "mask" and v is None)}
+                      if k != "training" and not (k == "mask" and (v is None or v is _IMPLICIT_MASK))}
             out = layers[lname](*args, **kwargs)
             tensors[(lname, i)] = flatten(out)
             pending.remove(item)
