@@ -205,3 +205,21 @@ def test_bad_input():
     # labels out of range at ignored positions are fine
     loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_index=-100)
     loss.forward(logits, np.array([[0, 1, -100], [3, -100, -100]]))
+
+
+def test_all_positions_padding_gives_zero_loss_and_gradient():
+    logits = np.ones((2, 3, 4))
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_index=0)
+    value, cache = loss.forward(logits, np.zeros((2, 3), int))
+    assert value == 0.0 and not np.any(loss.backward(cache))
+
+
+def test_sample_weight_prefix_broadcasts_over_time(rng):
+    logits = rng.normal(size=(2, 3, 4))
+    labels = rng.integers(0, 4, size=(2, 3))
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    a = loss.forward(logits, labels, np.array([2.0, 0.5]))[0]
+    b = loss.forward(logits, labels, np.array([[2.0] * 3, [0.5] * 3]))[0]
+    per = losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none").forward(logits, labels)[0]
+    np.testing.assert_allclose(a, (per * [[2.0], [0.5]]).mean(), rtol=1e-12)
+    assert a == b
