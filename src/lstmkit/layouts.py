@@ -58,10 +58,20 @@ Example::
 
 Every function validates its input: a missing or unexpected key, or a wrong shape, raises a
 ``ValueError`` naming the key, the shape expected and the shape found.
+
+Public names: :func:`convert` (one layer, one direction), :func:`convert_state`,
+:func:`from_torch_state_dict` / :func:`to_torch_state_dict` (whole stacked or bidirectional PyTorch
+modules), :func:`torch_structure`, :func:`lstmkit_param_key` (the key of a weight in an lstmkit
+layer's ``params``), :func:`onnx_concat_directions`, and the tables ``GATE_ORDER``, ``GATE_NAMES``,
+``FORMATS``, ``STATE_FORMATS``, ``CELLS``.
 """
 from collections.abc import Mapping
 
 import numpy as np
+
+__all__ = ["convert", "convert_state", "from_torch_state_dict", "to_torch_state_dict",
+           "torch_structure", "lstmkit_param_key", "onnx_concat_directions", "GATE_ORDER",
+           "GATE_NAMES", "FORMATS", "STATE_FORMATS", "CELLS"]
 
 FORMATS = ("keras", "tf1", "torch", "onnx")
 CELLS = ("lstm", "gru", "rnn")
