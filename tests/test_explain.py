@@ -193,3 +193,16 @@ def test_explain_keras_named_layer():
     assert [v.name for v in e.values["keras"]] == ["out", "h_fw", "c_fw", "h_bw", "c_bw"]
     gru = K.layers.GRU(3, go_backwards=True)
     assert explain(gru).config.go_backwards and explain(gru).config.cell == "GRU"
+
+
+def test_tf1_state_is_tuple_false_is_c_then_h(tf, rng):
+    """The note explain prints: with state_is_tuple=False TF1's state is [c | h], (B, 2U)."""
+    assert "state_is_tuple=False the state is one (B, 2U) tensor [c | h]" in str(explain("lstm"))
+    v1 = tf.compat.v1.nn
+    x = tf.constant(_x(rng))
+    cell = v1.rnn_cell.LSTMCell(U, state_is_tuple=False)
+    outputs, state = v1.dynamic_rnn(cell, x, sequence_length=[3, 1], dtype=tf.float32)
+    state, outputs = np.asarray(state), np.asarray(outputs)
+    assert state.shape == (B, 2 * U)
+    np.testing.assert_allclose(state[:, U:], outputs[[0, 1], [2, 0]], atol=1e-6)   # h is second
+    assert not np.allclose(state[:, :U], state[:, U:])

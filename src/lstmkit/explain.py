@@ -299,6 +299,7 @@ def _keras(cfg, e):
     names = ["out"]
     vals = [Value("out", out_shape,
                   ("h at every step" if cfg.return_sequences else "h after the last step")
+                  + (" (h itself, not a third state)" if cfg.return_state and D == 1 else "")
                   + (" of both directions, [forward | backward]" if D == 2 else "")
                   + (", in READING order: out[:, t] came after reading x[:, T-1-t]"
                      if cfg.go_backwards and cfg.return_sequences else ""))]
@@ -379,6 +380,9 @@ def _tf1(cfg, e):
             else:
                 vals.append(Value(p, (B, U), f"h{layer} at the last valid step (the state is h alone)"))
         e.values["tf1"] = vals
+        if _has_c(cfg):
+            e.notes.append("TF1 LSTMCell and BasicLSTMCell: state_size is LSTMStateTuple(c=U, h=U); "
+                           "with state_is_tuple=False the state is one (B, 2U) tensor [c | h].")
         top = prefixes[-1] + (".h" if _has_c(cfg) else "")
         for b, n in enumerate(_lens(cfg)):
             e.claims.append(Claim("tf1", f"{top}[{b}]", f"outputs[{b}, {n - 1}]", True,
@@ -475,7 +479,8 @@ def _weights(cfg, e):
         ]
     else:
         e.weights["tf1"] = [
-            (f"{pre}{scope}/kernel", (I + U, G * U), f"rows [x; h] stacked, column blocks {k['tf1']}"),
+            (f"{pre}{scope}/kernel", (I + U, G * U), f"rows [x; h] stacked, column blocks {k['tf1']}"
+             + (f": {G} blocks of ({I + U}, {U})" if G > 1 else "")),
             (f"{pre}{scope}/bias", (G * U,), "forget_bias=1.0 is added at run time, not stored"
              if cell == "LSTM" else ""),
         ]
