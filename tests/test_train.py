@@ -413,3 +413,24 @@ def test_evaluate_matches_eval_steps():
     parts = train.evaluate(trainable, train.Batches(x, y, batch_size=4, shuffle=False))
     np.testing.assert_allclose(parts["loss"], whole["loss"], rtol=1e-6)
     assert parts["accuracy"] == pytest.approx(whole["accuracy"])
+
+
+def test_resume_builds_a_lazily_built_model(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.integers(0, 2, size=12)
+
+    def run(**kw):
+        dense = lstmkit.Dense(2, seed=0)             # weights are created by the first call
+        t = train.Supervised(dense, losses.SparseCategoricalCrossentropy(True))
+        train.fit(t, train.Batches(x, y, batch_size=4, seed=1), optimizer=optim.SGD(0.1, momentum=0.9),
+                  epochs=3, verbose=0, **kw)
+        return dense
+
+    full = run()
+    ckpt = tmp_path / "c.npz"
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=ckpt, checkpoint_every=1, callbacks=[_Stop(5)])
+    resumed = run(checkpoint=ckpt, resume=ckpt)
+    for k in full.params:
+        assert np.array_equal(full.params[k], resumed.params[k])
