@@ -100,55 +100,46 @@ def _sigmoid_impl(x):
 
 
 @njit(**JIT)
-def _activate(out, a, b, code):
-    """out[j] = f(a[j] + b[j]) for the activation numbered ``code``."""
-    one = out.dtype.type(1.0)
+def _activate(v, code):
+    """v[j] = f(v[j]) in place for the activation numbered ``code`` (loop per code: vectorizable)."""
+    one = v.dtype.type(1.0)
     zero = one - one
-    six = (one + one + one) * (one + one)
-    half = one / (one + one)
     if code == 0:
-        for j in range(out.shape[0]):
-            out[j] = _tanh(a[j] + b[j])
+        for j in range(v.shape[0]):
+            v[j] = _tanh(v[j])
     elif code == 1:
-        for j in range(out.shape[0]):
-            out[j] = _sigmoid(a[j] + b[j])
+        for j in range(v.shape[0]):
+            v[j] = _sigmoid(v[j])
     elif code == 2:
-        for j in range(out.shape[0]):
-            out[j] = min(max((a[j] + b[j]) / six + half, zero), one)
+        six, half = (one + one + one) * (one + one), one / (one + one)
+        for j in range(v.shape[0]):
+            v[j] = min(max(v[j] / six + half, zero), one)
     elif code == 3:
-        for j in range(out.shape[0]):
-            out[j] = max(a[j] + b[j], zero)
+        for j in range(v.shape[0]):
+            v[j] = max(v[j], zero)
+
+
+@njit(**JIT)
+def _grad_from_output(out, y, code):
+    """out[j] = f'(x[j]) written with y = f(x) (see ``activations``)."""
+    one = y.dtype.type(1.0)
+    zero = one - one
+    if code == 0:
+        for j in range(y.shape[0]):
+            out[j] = one - y[j] * y[j]
+    elif code == 1:
+        for j in range(y.shape[0]):
+            out[j] = y[j] * (one - y[j])
+    elif code == 2:
+        sixth = one / ((one + one + one) * (one + one))
+        for j in range(y.shape[0]):
+            out[j] = sixth if (y[j] > zero and y[j] < one) else zero
+    elif code == 3:
+        for j in range(y.shape[0]):
+            out[j] = one if y[j] > zero else zero
     else:
-        for j in range(out.shape[0]):
-            out[j] = a[j] + b[j]
-
-
-@njit(inline="always", **JIT)
-def _act1(v, code, one):
-    zero = one - one
-    if code == 0:
-        return _tanh(v)
-    if code == 1:
-        return _sigmoid(v)
-    if code == 2:
-        return min(max(v / ((one + one + one) * (one + one)) + one / (one + one), zero), one)
-    if code == 3:
-        return max(v, zero)
-    return v
-
-
-@njit(inline="always", **JIT)
-def _grad_from_output(y, code, one):
-    zero = one - one
-    if code == 0:
-        return one - y * y
-    if code == 1:
-        return y * (one - y)
-    if code == 2:
-        return one / ((one + one + one) * (one + one)) if (y > zero and y < one) else zero
-    if code == 3:
-        return one if y > zero else zero
-    return one
+        for j in range(y.shape[0]):
+            out[j] = one
 
 
 @njit(inline="always", **JIT)
@@ -160,123 +151,178 @@ def _matmul(a, w, out):
         np.dot(a, w, out)
 
 
+# Below SMALL multiply-adds per step the whole loop runs compiled, BLAS called from inside it. Above,
+# the per-step Python overhead is negligible and NumPy's own BLAS (often faster than the one Numba
+# reaches through SciPy) does the recurrent product, the compiled code the fused gate step.
+SMALL = 1 << 20
+
+
+def _whole_loop(B, U, G):
+    return B * U * G <= SMALL
+
+
 # ----------------------------------------------------------------------------- LSTM
 @njit(**JIT)
-def _lstm_forward(xw, R, h, c, ms, rmask, mode, act, ract, gates, hs, cs, act_c, outs):
-    T, B, G = xw.shape
+def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
+    """One step's gates and state from z = h_{t-1} @ recurrent_kernel (B, 4U); state in hs[t], cs[t]."""
+    B, G = z.shape
     U = G // 4
     has_mask = ms.shape[0] > 0
-    has_rmask = rmask.shape[0] > 0
+    zero = z.dtype.type(0.0)
+    for b in range(B):
+        a = gates[t, b]
+        x_b, z_b = xw[t, b], z[b]
+        for j in range(G):
+            a[j] = x_b[j] + z_b[j]
+        _activate(a[:2 * U], ract)
+        _activate(a[2 * U:3 * U], act)
+        _activate(a[3 * U:], ract)
+        ac = act_c[t, b]
+        c_prev, h_prev = cs[t, b], hs[t, b]
+        for j in range(U):
+            ac[j] = a[U + j] * c_prev[j] + a[j] * a[2 * U + j]
+        if not has_mask:
+            cs[t + 1, b] = ac
+            _activate(ac, act)
+            out, h_next = outs[t, b], hs[t + 1, b]
+            for j in range(U):
+                out[j] = a[3 * U + j] * ac[j]
+                h_next[j] = out[j]
+            continue
+        c_new = scratch[0]
+        c_new[:] = ac
+        _activate(ac, act)
+        m = ms[t, b]
+        out, h_next, c_next = outs[t, b], hs[t + 1, b], cs[t + 1, b]
+        for j in range(U):
+            h_new = a[3 * U + j] * ac[j]
+            if mode == 0:
+                out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
+            else:
+                prev = outs[t - 1, b, j] if t > 0 else zero
+                out[j] = prev + m * (h_new - prev)
+            h_next[j] = h_prev[j] + m * (h_new - h_prev[j])
+            c_next[j] = c_prev[j] + m * (c_new[j] - c_prev[j])
+
+
+@njit(**JIT)
+def _lstm_forward(xw, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
+    T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
-    hr = np.empty((B, U), xw.dtype)
-    one = xw.dtype.type(1.0)
-    zero = one - one
-    hs[0] = h
-    cs[0] = c
+    hr = np.empty((B, G // 4), xw.dtype)
+    scratch = np.empty((1, G // 4), xw.dtype)
     for t in range(T):
-        if has_rmask:
-            for b in range(B):
-                for j in range(U):
-                    hr[b, j] = h[b, j] * rmask[b, j]
+        if rmask.shape[0] > 0:
+            np.multiply(hs[t], rmask, hr)
             _matmul(hr, R, z)
         else:
-            _matmul(h, R, z)
-        for b in range(B):
-            a = gates[t, b]
-            x_b = xw[t, b]
-            z_b = z[b]
-            _activate(a[:2 * U], x_b[:2 * U], z_b[:2 * U], ract)
-            _activate(a[2 * U:3 * U], x_b[2 * U:3 * U], z_b[2 * U:3 * U], act)
-            _activate(a[3 * U:], x_b[3 * U:], z_b[3 * U:], ract)
-            ac, out, h_b, c_b = act_c[t, b], outs[t, b], h[b], c[b]
-            for j in range(U):
-                c_new = a[U + j] * c_b[j] + a[j] * a[2 * U + j]
-                ac[j] = _act1(c_new, act, one)
-                h_new = a[3 * U + j] * ac[j]
-                if has_mask:
-                    m = ms[t, b]
-                    if mode == 0:
-                        out[j] = h_new * m + zero   # -0.0 * 0 would print as -0.
-                    else:
-                        prev = outs[t - 1, b, j] if t > 0 else zero
-                        out[j] = prev + m * (h_new - prev)
-                    h_b[j] = h_b[j] + m * (h_new - h_b[j])
-                    c_b[j] = c_b[j] + m * (c_new - c_b[j])
-                else:
-                    out[j] = h_new
-                    h_b[j] = h_new
-                    c_b[j] = c_new
-        hs[t + 1] = h
-        cs[t + 1] = c
+            _matmul(hs[t], R, z)
+        _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
 
 
 def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
                  gates, hs, cs, act_c, outs):
     """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does; return h, c."""
     dtype = xw.dtype
-    h = np.array(h, dtype, order="C")
-    c = np.array(c, dtype, order="C")
+    T, B, G = xw.shape
+    hs[0], cs[0] = h, c
     ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
-    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, h.shape), dtype)
+    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 4)), dtype)
     act, ract = codes(activation, recurrent_activation)
-    _lstm_forward(xw, np.ascontiguousarray(recurrent_kernel, dtype), h, c, ms2, rm, MODES[mode], act, ract,
-                  gates, hs, cs, act_c, outs)
-    return h, c
+    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    if _whole_loop(B, G // 4, G):
+        _lstm_forward(xw, R, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs)
+    else:
+        z = np.empty((B, G), dtype)
+        hr = np.empty((B, G // 4), dtype)
+        scratch = np.empty((1, G // 4), dtype)
+        for t in range(T):
+            np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=z)
+            _lstm_step(t, xw, z, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs, scratch)
+    return hs[T].copy(), cs[T].copy()
+
+
+@njit(**JIT)
+def _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending, carry,
+                        scratch):
+    """Fill dz[t] from dh, dc (gradients reaching h_t, c_t); update dc to reach c_{t-1} and set
+    ``carry`` to the part of dh that a padded step passes straight to h_{t-1}."""
+    T, B, G = dz.shape
+    U = G // 4
+    has_mask = ms.shape[0] > 0
+    has_dout = d_outs.shape[0] > 0
+    one = dz.dtype.type(1.0)
+    dg, dac, dh_new = scratch[0], scratch[1, :U], scratch[2, :U]
+    for b in range(B):
+        a, d, ac, c_prev = gates[t, b], dz[t, b], act_c[t, b], cs[t, b]
+        _grad_from_output(dg[:2 * U], a[:2 * U], ract)
+        _grad_from_output(dg[2 * U:3 * U], a[2 * U:3 * U], act)
+        _grad_from_output(dg[3 * U:], a[3 * U:], ract)
+        _grad_from_output(dac, ac, act)
+        dh_b, dc_b = dh[b], dc[b]
+        if has_mask:
+            m = ms[t, b]
+            for j in range(U):
+                dh_new[j] = dh_b[j] * m
+            if has_dout:
+                if mode == 0:
+                    for j in range(U):
+                        dh_new[j] += d_outs[t, b, j] * m
+                else:
+                    for j in range(U):
+                        total = pending[b, j] + d_outs[t, b, j]
+                        pending[b, j] = total * (one - m)
+                        dh_new[j] += total * m
+            for j in range(U):
+                dc_new = dc_b[j] * m
+                dc_new = dc_new + dh_new[j] * a[3 * U + j] * dac[j]
+                d[j] = dc_new * a[2 * U + j] * dg[j]
+                d[U + j] = dc_new * c_prev[j] * dg[U + j]
+                d[2 * U + j] = dc_new * a[j] * dg[2 * U + j]
+                d[3 * U + j] = dh_new[j] * ac[j] * dg[3 * U + j]
+                carry[b, j] = dh_b[j] * (one - m)
+                dc_b[j] = dc_new * a[U + j] + dc_b[j] * (one - m)
+        else:
+            for j in range(U):
+                dhn = dh_b[j] + d_outs[t, b, j] if has_dout else dh_b[j]
+                dc_new = dc_b[j] + dhn * a[3 * U + j] * dac[j]
+                d[j] = dc_new * a[2 * U + j] * dg[j]
+                d[U + j] = dc_new * c_prev[j] * dg[U + j]
+                d[2 * U + j] = dc_new * a[j] * dg[2 * U + j]
+                d[3 * U + j] = dhn * ac[j] * dg[3 * U + j]
+                dc_b[j] = dc_new * a[U + j]
+
+
+@njit(**JIT)
+def _finish_dh(dh, dh_gate, rmask, carry, has_mask):
+    """dh_{t-1} = (dz_t @ recurrent_kernel.T) * r  (+ what a padded step carries)."""
+    B, U = dh.shape
+    for b in range(B):
+        for j in range(U):
+            v = dh_gate[b, j] * rmask[b, j] if rmask.shape[0] > 0 else dh_gate[b, j]
+            dh[b, j] = v + carry[b, j] if has_mask else v
 
 
 @njit(**JIT)
 def _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms, rmask, mode, act, ract, dz):
     T, B, G = dz.shape
     U = G // 4
-    has_mask = ms.shape[0] > 0
-    has_rmask = rmask.shape[0] > 0
-    has_dout = d_outs.shape[0] > 0
     pending = np.zeros((B, U), dz.dtype)
-    carry = np.zeros((B, U), dz.dtype)      # dh * (1 - m): the part of dh a padded step passes on
+    carry = np.zeros((B, U), dz.dtype)
     dh_gate = np.empty((B, U), dz.dtype)
-    one = dz.dtype.type(1.0)
+    scratch = np.empty((3, G), dz.dtype)
     for t in range(T - 1, -1, -1):
-        for b in range(B):
-            a = gates[t, b]
-            d = dz[t, b]
-            ac = act_c[t, b]
-            c_prev = cs[t, b]
-            m = ms[t, b] if has_mask else one
-            for j in range(U):
-                dh_new = dh[b, j] * m if has_mask else dh[b, j]
-                if has_dout:
-                    g_out = d_outs[t, b, j]
-                    if has_mask:
-                        if mode == 0:
-                            g_out = g_out * m
-                        else:
-                            total = pending[b, j] + g_out
-                            pending[b, j] = total * (one - m)
-                            g_out = total * m
-                    dh_new = dh_new + g_out
-                dc_new = dc[b, j] * m if has_mask else dc[b, j]
-                i, f, g, o = a[j], a[U + j], a[2 * U + j], a[3 * U + j]
-                dc_new = dc_new + dh_new * o * _grad_from_output(ac[j], act, one)
-                d[j] = dc_new * g * _grad_from_output(i, ract, one)
-                d[U + j] = dc_new * c_prev[j] * _grad_from_output(f, ract, one)
-                d[2 * U + j] = dc_new * i * _grad_from_output(g, act, one)
-                d[3 * U + j] = dh_new * ac[j] * _grad_from_output(o, ract, one)
-                if has_mask:
-                    carry[b, j] = dh[b, j] * (one - m)
-                    dc[b, j] = dc_new * f + dc[b, j] * (one - m)
-                else:
-                    dc[b, j] = dc_new * f
+        _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending, carry,
+                            scratch)
         _matmul(dz[t], RT, dh_gate)
-        for b in range(B):
-            for j in range(U):
-                v = dh_gate[b, j] * rmask[b, j] if has_rmask else dh_gate[b, j]
-                dh[b, j] = v + carry[b, j] if has_mask else v
+        _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0)
 
 
 def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode, activation,
                   recurrent_activation, dz):
     """Fill ``dz`` (T, B, 4U) as the NumPy loop of ``lstm_backward`` does; return dh0, dc0."""
     dtype = dz.dtype
+    T, B, G = dz.shape
     dh = np.array(dh, dtype, order="C")
     dc = np.array(dc, dtype, order="C")
     d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
@@ -285,5 +331,16 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     act, ract = codes(activation, recurrent_activation)
     # The transposed recurrent matrix, made contiguous once rather than handled at every step.
     RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
-    _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
+    if _whole_loop(B, G // 4, G):
+        _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
+    else:
+        pending = np.zeros((B, G // 4), dtype)
+        carry = np.zeros((B, G // 4), dtype)
+        dh_gate = np.empty((B, G // 4), dtype)
+        scratch = np.empty((3, G), dtype)
+        for t in range(T - 1, -1, -1):
+            _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms2, MODES[mode], act, ract, dz,
+                                pending, carry, scratch)
+            np.matmul(dz[t], RT, out=dh_gate)
+            _finish_dh(dh, dh_gate, rm, carry, ms is not None)
     return dh, dc

@@ -1,0 +1,161 @@
+"""The compiled (Numba) loops give the plain NumPy loops' results: forward and backward, float32 and
+float64, masks, both masked-output modes, reverse, recurrent dropout, every activation.
+
+The NumPy path is the reference (it is the one checked against finite differences and the
+frameworks); float32 results may differ by float rounding only.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lstmkit import kernels
+from lstmkit.kernels import backend
+
+numba_loops = pytest.importorskip("lstmkit.kernels.numba_loops", reason="numba not installed")
+
+B, T, I, U = 3, 6, 4, 5
+ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),
+                    ("sigmoid", "linear"), ("hard_sigmoid", "relu")]
+
+
+def run_lstm(name, x, mask, states, weights, d_out, d_states, **opts):
+    backend.set_backend(name)
+    try:
+        out, h, c, cache = kernels.lstm_forward(x, mask, *states, *weights, **opts)
+        grads = kernels.lstm_backward(cache, d_out, *d_states)
+    finally:
+        backend.set_backend("auto")
+    return {"outputs": out, "h": h, "c": c, **{"d_" + k: v for k, v in grads.items() if v is not None}}
+
+
+def make_problem(rng, dtype, batch=B, masked=True, dropout=False):
+    x = rng.normal(size=(batch, T, I)).astype(dtype)
+    lengths = rng.integers(0, T + 1, size=batch)
+    lengths[0] = T
+    mask = np.arange(T)[None] < lengths[:, None] if masked else None
+    weights = [(rng.normal(size=s) * 0.5).astype(dtype) for s in ((I, 4 * U), (U, 4 * U), (4 * U,))]
+    states = [rng.normal(size=(batch, U)).astype(dtype) for _ in range(2)]
+    rmask = ((rng.random((batch, U)) < 0.7) / 0.7).astype(dtype) if dropout else None
+    d_out = rng.normal(size=(batch, T, U)).astype(dtype)
+    d_states = [rng.normal(size=(batch, U)).astype(dtype) for _ in range(2)]
+    return x, mask, states, weights, d_out, d_states, rmask
+
+
+def assert_same(ref, got, dtype):
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    assert ref.keys() == got.keys()
+    for key in ref:
+        assert got[key].dtype == ref[key].dtype, key
+        scale = max(1.0, float(np.abs(ref[key]).max()))
+        np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol * scale, err_msg=key)
+
+
+@pytest.fixture(params=["whole_loop", "stepwise"])
+def loop_kind(request, monkeypatch):
+    """The compiled path runs the whole loop compiled (small shapes) or steps from Python (large)."""
+    if request.param == "stepwise":
+        monkeypatch.setattr(numba_loops, "SMALL", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("mode", ["zero", "repeat"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_lstm_numba_equals_numpy(dtype, masked, mode, reverse, loop_kind):
+    rng = np.random.default_rng(0)
+    x, mask, states, weights, d_out, d_states, _ = make_problem(rng, dtype, masked=masked)
+    opts = dict(reverse=reverse, masked_output_mode=mode)
+    ref = run_lstm("numpy", x, mask, states, weights, d_out, d_states, **opts)
+    got = run_lstm("numba", x, mask, states, weights, d_out, d_states, **opts)
+    assert_same(ref, got, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation,recurrent_activation", ACTIVATION_PAIRS)
+def test_lstm_activations_and_dropout(dtype, activation, recurrent_activation, loop_kind):
+    rng = np.random.default_rng(1)
+    x, mask, states, weights, d_out, d_states, rmask = make_problem(rng, dtype, dropout=True)
+    opts = dict(activation=activation, recurrent_activation=recurrent_activation,
+                recurrent_dropout_mask=rmask, masked_output_mode="repeat")
+    ref = run_lstm("numpy", x, mask, states, weights, d_out, d_states, **opts)
+    got = run_lstm("numba", x, mask, states, weights, d_out, d_states, **opts)
+    assert_same(ref, got, dtype)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_lstm_no_state_no_bias_no_gradients(batch):
+    """None for h0/c0/bias and for the incoming gradients; batch 1 uses a matrix-vector product."""
+    rng = np.random.default_rng(2)
+    x, mask, _, weights, _, _, _ = make_problem(rng, np.float32, batch=batch)
+    weights[2] = None
+    res = {}
+    for name in ["numpy", "numba"]:
+        backend.set_backend(name)
+        out, h, c, cache = kernels.lstm_forward(x, mask, None, None, *weights)
+        g = kernels.lstm_backward(cache, None, h, None)
+        res[name] = {"outputs": out, "h": h, "c": c, **{k: v for k, v in g.items() if v is not None}}
+    backend.set_backend("auto")
+    assert g["bias"] is None
+    assert_same(res["numpy"], res["numba"], np.float32)
+
+
+def test_caches_are_interchangeable():
+    """A forward on one backend and the backward on the other give the same gradients."""
+    rng = np.random.default_rng(3)
+    x, mask, states, weights, d_out, d_states, _ = make_problem(rng, np.float64)
+    backend.set_backend("numba")
+    cache = kernels.lstm_forward(x, mask, *states, *weights)[-1]
+    backend.set_backend("numpy")
+    mixed = kernels.lstm_backward(cache, d_out, *d_states)
+    pure = kernels.lstm_backward(kernels.lstm_forward(x, mask, *states, *weights)[-1], d_out, *d_states)
+    backend.set_backend("auto")
+    for key in pure:
+        if pure[key] is not None:
+            np.testing.assert_allclose(mixed[key], pure[key], rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_float32_activations_are_accurate():
+    """The compiled float32 tanh and sigmoid stay within 2 ulp of the exact (float64) values (within
+    1e-38 where the exact value is subnormal: sigmoid(x < -87))."""
+    x = np.concatenate([np.linspace(-20, 20, 20001), np.geomspace(1e-30, 90, 5000),
+                        -np.geomspace(1e-30, 90, 5000), [0.0, 200.0, -200.0]]).astype(np.float32)
+    for code, exact in [(0, np.tanh(x.astype(np.float64))),
+                        (1, 1 / (1 + np.exp(-x.astype(np.float64))))]:
+        y = x.copy()
+        numba_loops._activate(y, code)
+        ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+        err = np.abs(y.astype(np.float64) - exact)
+        assert np.all(err <= 2 * ulp + 1e-38), (code, float((err / ulp).max()))
+
+
+def test_set_backend_validates_and_reports():
+    with pytest.raises(ValueError, match="backend: expected one of auto, numba, numpy, got 'fast'"):
+        kernels.set_backend("fast")
+    previous = kernels.set_backend("numpy")
+    try:
+        assert kernels.get_backend() == "numpy"
+        kernels.set_backend("numba")
+        assert kernels.get_backend() == "numba"
+        kernels.set_backend("auto")
+        assert kernels.get_backend() == "numba"       # numba is installed here
+    finally:
+        kernels.set_backend(previous)
+
+
+def run_python(code, **env):
+    import os
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env)
+
+
+def test_environment_variable_selects_backend_and_import_stays_light():
+    code = ("import sys, lstmkit; from lstmkit import kernels; "
+            "print('numba' in sys.modules, kernels.get_backend())")
+    res = run_python(code, LSTMKIT_BACKEND="numpy")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "numpy"]
+    res = run_python("from lstmkit import kernels; kernels.get_backend()", LSTMKIT_BACKEND="fastest")
+    assert res.returncode != 0 and "LSTMKIT_BACKEND: expected one of auto, numba, numpy" in res.stderr
