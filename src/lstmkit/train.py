@@ -772,7 +772,7 @@ def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history
             "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
             "history": history or {}, "callbacks": callbacks}
     meta.update(extra or {})
-    arrays["__meta__"] = np.array(json.dumps(meta))
+    arrays["__meta__"] = np.array(json.dumps(meta, default=_json_default))
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
@@ -793,6 +793,15 @@ def save_checkpoint(path, trainable, optimizer=None, *, epoch=0, step=0, history
     except OSError:
         pass
     return path
+
+
+def _json_default(obj):
+    """numpy scalars and small arrays that callbacks may put in the logs."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"checkpoint: cannot store a {type(obj).__name__} in the metadata (JSON)")
 
 
 def _split_arrays(obj, prefix, arrays):
