@@ -323,7 +323,8 @@ def _keras(cfg, e):
         e.notes.append("Keras takes no lengths: a mask (B, T) does it, from keras.layers.Masking or "
                        "Embedding(mask_zero=True), or mask= in the call. At a padded step the state is "
                        "carried and the output REPEATS the last valid output (TF1, PyTorch and lstmkit "
-                       "output zero there).")
+                       "output zero there)" + (", except in Bidirectional with return_sequences, "
+                                               "which outputs zero." if D == 2 else "."))
     if not cfg.return_state:
         return
     for b, n in enumerate(_lens(cfg)):
@@ -349,9 +350,9 @@ def _keras(cfg, e):
                 e.claims.append(Claim("keras", f"h_bw[{b}]", f"out[{b}, 0, {U}:]", True,
                                       "backward h: output at step 0, the last it reads"))
                 if n < T:
-                    e.claims.append(Claim("keras", f"out[{b}, {T - 1}, {U}:]", "0", True,
-                                          "padded steps: backward half is zero (it starts there), "
-                                          "forward half repeats"))
+                    e.claims.append(Claim("keras", f"out[{b}, {n}:]", "0", True,
+                                          "padded steps are zero: Bidirectional sets "
+                                          "zero_output_for_mask=True"))
             else:
                 e.claims.append(Claim("keras", f"out[{b}]", f"np.concatenate([h_fw[{b}], h_bw[{b}]])",
                                       True, "without return_sequences, out is [h_fw | h_bw]"))
@@ -555,7 +556,10 @@ def _render(e):
         pairs = [(p[0], p[1], "(needs return_state=True)", p[3], p[4]) for p in pairs]
     for name, lk, ke, t1, pt in pairs:
         lines.append(f"  {name}: lstmkit {lk} = Keras {ke} = TF1 {t1} = PyTorch {pt}")
-    if c.lengths:
+    if c.lengths and D == 2:
+        lines.append("  outputs: equal at valid steps, and 0 past each length in all four (Keras's "
+                     "Bidirectional zeroes them)")
+    elif c.lengths:
         lines.append("  outputs: equal at valid steps; past a length Keras repeats the last output, the "
                      "others give 0")
     if c.go_backwards:
