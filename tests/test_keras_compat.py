@@ -304,3 +304,28 @@ def test_fit_needs_compile_and_a_loss(rng):
         m.fit(np.zeros((2, 3, 2)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="loss"):
         m.compile(optimizer="adam")
+
+
+def test_fit_masks_the_loss_like_keras(keras3, rng):
+    """Keras applies the mask an output carries to the loss: padded steps of a sequence labelling
+    model do not count, and the loss is the mean over the valid steps."""
+    ids = rng.integers(1, 9, size=(6, 5))
+    ids[1, 3:] = 0
+    ids[4, 1:] = 0
+    tags = rng.integers(0, 3, size=(6, 5))
+
+    def build(ns, models, opt):
+        m = models.Sequential([ns.Input((5,), dtype="int32"), ns.Embedding(9, 4, mask_zero=True),
+                               ns.LSTM(5, return_sequences=True),
+                               ns.TimeDistributed(ns.Dense(3, activation="softmax"))])
+        m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+    km = build(keras3.layers, keras3, keras3.optimizers.SGD(0.5))
+    om = build(L, lk, lstmkit.optim.SGD(0.5))
+    om.set_weights(km.get_weights())
+    np.testing.assert_allclose(om.evaluate(ids, tags), km.evaluate(ids, tags, verbose=0), atol=1e-5)
+    kh = km.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0)
+    oh = om.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(om.get_weights(), km.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(oh.history["loss"], kh.history["loss"], atol=1e-4, rtol=1e-4)

@@ -241,6 +241,9 @@ def _map_graph(outputs):
     return nodes, [layers[k] for k in order]
 
 
+GraphCache = collections.namedtuple("GraphCache", ["nodes", "output_masks"])
+
+
 class Model(Layer):
     """A graph of layers from ``inputs`` to ``outputs`` (a tensor or a list of them, each).
 
@@ -345,7 +348,9 @@ class Model(Layer):
         return arrays
 
     def forward(self, inputs, *, training=False):
-        """Run the graph. Returns ``(outputs, cache)``; outputs shaped as the model's ``outputs``."""
+        """Run the graph. Returns ``(outputs, cache)``; outputs shaped as the model's ``outputs``.
+        ``cache.output_masks`` holds the mask each output carries (None, or (batch, time) booleans),
+        which Keras applies to the loss."""
         values, masks = {}, {}
         for t, x in zip(self._flat_inputs, self._feed(inputs)):
             values[id(t)], masks[id(t)] = x, None
@@ -377,7 +382,7 @@ class Model(Layer):
                 values[id(t)], masks[id(t)] = v, m
             caches.append((node, cache, [(v.shape, v.dtype) for v in flat_out]))
         outputs = map_structure(lambda t: values[id(t)], self.outputs)
-        return outputs, caches
+        return outputs, GraphCache(caches, map_structure(lambda t: masks[id(t)], self.outputs))
 
     def backward(self, cache, d_outputs):
         """Back-propagate ``d_outputs`` (shaped as the outputs; None for an output without loss).
@@ -397,7 +402,7 @@ class Model(Layer):
                              f"output, got {len(flat_d)}")
         for t, g in zip(self._flat_outputs, flat_d):
             add(t, None if g is None else np.asarray(g))
-        for node, layer_cache, out_specs in reversed(cache):
+        for node, layer_cache, out_specs in reversed(cache.nodes):
             d_out = [grads.get(id(t)) for t in node.flat_outputs]
             if all(g is None for g in d_out):
                 continue
