@@ -167,3 +167,16 @@ def test_pickled_code_is_never_run(tmp_path, torch, capsys):
     with pytest.raises(ValueError, match="could not be read as a PyTorch state dict"):
         interop.load_torch(tmp_path / "evil.pt")
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_into_keras_named_layer(torch, rng):
+    import lstmkit.keras as K
+    mod = torch.nn.GRU(I, U, batch_first=True)
+    layer = K.layers.GRU(U, return_sequences=True)
+    layer(np.zeros((1, 2, I), np.float32))
+    assert interop.load_torch(mod.state_dict(), layer) is layer
+    x = rng.normal(size=(B, T, I)).astype(np.float32)
+    with torch.no_grad():
+        out, _ = mod(torch.from_numpy(x))
+    np.testing.assert_allclose(layer(x), out.numpy(), atol=1e-5)
+    assert sorted(interop.save_torch(layer)) == sorted(mod.state_dict())

@@ -36,6 +36,14 @@ def structure(layer):
                      getattr(inner, "reset_after", True), inner.activation)
 
 
+def native(layer):
+    """The lstmkit layer inside a Keras-named LSTM/GRU/SimpleRNN (lstmkit.keras); else ``layer``.
+    Both share the same parameter arrays, so loading into one loads the other."""
+    from ..layers.recurrent import _Recurrent
+    inner = getattr(getattr(layer, "cell", None), "layer", None)
+    return inner if isinstance(inner, _Recurrent) else layer
+
+
 def build(s, dtype="float32", name=None):
     """A new, built lstmkit layer of structure ``s`` (zero-initialized weights are overwritten)."""
     from .. import layers

@@ -152,6 +152,7 @@ def to_onnx(layer, path=None, *, lengths=True, opset=OPSET, name=None):
                         "lstmkit.interop.seq2seq_to_onnx(model, encoder_path, decoder_path)")
     if isinstance(layer, Model):
         return _finish(g, *_sequential(g, layer), name or layer.name, opset, path)
+    layer = _common.native(layer)
     s = _common.structure(layer)
     D, U, L = (2 if s.bidirectional else 1), s.units, s.num_layers
     graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", s.input_size])]

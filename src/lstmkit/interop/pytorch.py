@@ -133,10 +133,12 @@ def load_torch(source, layer=None, *, cell=None, prefix=None, nonlinearity="tanh
     """
     sd = read_file(source) if isinstance(source, (str, os.PathLike)) else dict(source)
     sd = {k: _common.to_numpy(v) for k, v in _strip(sd, prefix).items()}
+    given = layer
     if layer is None:
         s = infer_structure(sd, cell, nonlinearity)
         layer = _common.build(s, dtype)
     else:
+        layer = _common.native(layer)
         for key in sd:
             if key.startswith("weight_hr"):
                 infer_structure({key: sd[key]})   # raises the proj_size error
@@ -146,7 +148,8 @@ def load_torch(source, layer=None, *, cell=None, prefix=None, nonlinearity="tanh
     expected = save_torch(layer)
     _common.check_against(sd, expected, "state_dict")
     params = layouts.from_torch_state_dict(sd, s.cell)
-    return _common.assign(layer, params)
+    _common.assign(layer, params)
+    return layer if given is None else given
 
 
 def save_torch(layer, path=None):
@@ -158,6 +161,7 @@ def save_torch(layer, path=None):
     ``reset_after=True`` (PyTorch's formula). PyTorch keeps two biases: the whole bias goes to
     ``bias_ih`` and ``bias_hh`` is zero (their sum is what counts).
     """
+    layer = _common.native(layer)
     s = _common.structure(layer)
     sd = layouts.to_torch_state_dict(layer.params, s.cell, s.num_layers, s.bidirectional)
     if path is not None:
@@ -186,6 +190,7 @@ def _write(sd, path):
 def torch_module(layer):
     """A ``torch.nn.LSTM``/``GRU``/``RNN`` (batch_first=True) holding the weights of ``layer``."""
     import torch
+    layer = _common.native(layer)
     s = _common.structure(layer)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[s.cell]
     kw = {} if s.cell != "rnn" else {"nonlinearity": s.activation}

@@ -61,6 +61,7 @@ def save_tf1(layer, path=None, *, scope=None, cell_name=None, forget_bias=1.0):
         for a Bidirectional layer). cell_name: ``lstm_cell`` (LSTMCell, default) or
         ``basic_lstm_cell``. forget_bias: the value the TF1 cell will add at run time.
     """
+    layer = _common.native(layer)
     s = _common.structure(layer)
     scope = _default_scope(s) if scope is None else scope.rstrip("/")
     cell_name = cell_name or _DEFAULT_CELL_NAME[s.cell]
@@ -188,8 +189,10 @@ def load_tf1(source, layer=None, *, scope=None, forget_bias=1.0, dtype="float32"
     given = {name: _common.to_numpy(v) for name, (m, v) in found.items()}
     matches = {name: m for name, (m, v) in found.items()}
     cell = _CELL_NAMES[cell_name]
+    target = layer
     if layer is None:
         layer = _common.build(_infer(cell, matches, given), dtype)
+    layer = _common.native(layer)
     s = _common.structure(layer)
     if s.cell != cell:
         raise ValueError(f"layer: {layer.name!r} is a {s.cell}, the variables hold a {cell_name}")
@@ -207,7 +210,8 @@ def load_tf1(source, layer=None, *, scope=None, forget_bias=1.0, dtype="float32"
             sub = None if direction is None else {"fw": "forward", "bw": "backward"}[direction]
             for name, v in layouts.convert(part, "tf1", "keras", cell, **opts).items():
                 params[layouts.lstmkit_param_key(name, k, s.num_layers, sub)] = v
-    return _common.assign(layer, params)
+    _common.assign(layer, params)
+    return layer if target is None else target
 
 
 def _infer(cell, matches, given):
