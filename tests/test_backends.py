@@ -159,3 +159,59 @@ def test_environment_variable_selects_backend_and_import_stays_light():
     assert res.stdout.split() == ["False", "numpy"]
     res = run_python("from lstmkit import kernels; kernels.get_backend()", LSTMKIT_BACKEND="fastest")
     assert res.returncode != 0 and "LSTMKIT_BACKEND: expected one of auto, numba, numpy" in res.stderr
+
+
+def run_gru(name, x, mask, h0, weights, d_out, d_h, **opts):
+    backend.set_backend(name)
+    try:
+        out, h, cache = kernels.gru_forward(x, mask, h0, *weights, **opts)
+        grads = kernels.gru_backward(cache, d_out, d_h)
+    finally:
+        backend.set_backend("auto")
+    return {"outputs": out, "h": h, **{"d_" + k: v for k, v in grads.items() if v is not None}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked,mode", [(False, "zero"), (True, "zero"), (True, "repeat")])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_gru_numba_equals_numpy(dtype, masked, mode, reverse, reset_after, loop_kind):
+    rng = np.random.default_rng(4)
+    x, mask, states, _, d_out, d_states, rmask = make_problem(rng, dtype, masked=masked, dropout=True)
+    bias_shape = (2, 3 * U) if reset_after else (3 * U,)
+    weights = [(rng.normal(size=s) * 0.5).astype(dtype) for s in ((I, 3 * U), (U, 3 * U), bias_shape)]
+    opts = dict(reset_after=reset_after, reverse=reverse, masked_output_mode=mode,
+                recurrent_dropout_mask=rmask)
+    ref = run_gru("numpy", x, mask, states[0], weights, d_out, d_states[0], **opts)
+    got = run_gru("numba", x, mask, states[0], weights, d_out, d_states[0], **opts)
+    assert_same(ref, got, dtype)
+
+
+@pytest.mark.parametrize("activation,recurrent_activation", ACTIVATION_PAIRS)
+def test_gru_activations_no_bias(activation, recurrent_activation, loop_kind):
+    rng = np.random.default_rng(5)
+    x, mask, states, _, d_out, d_states, _ = make_problem(rng, np.float32, batch=1)
+    weights = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in ((I, 3 * U), (U, 3 * U))] + [None]
+    opts = dict(activation=activation, recurrent_activation=recurrent_activation)
+    ref = run_gru("numpy", x, mask, states[0], weights, d_out, d_states[0], **opts)
+    got = run_gru("numba", x, mask, states[0], weights, d_out, d_states[0], **opts)
+    assert_same(ref, got, np.float32)
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_empty_time_axis(name):
+    x = np.zeros((2, 0, I), np.float32)
+    h0 = np.ones((2, U), np.float32)
+    backend.set_backend(name)
+    try:
+        out, h, c, cache = kernels.lstm_forward(x, None, h0, h0, np.zeros((I, 4 * U), np.float32),
+                                                np.zeros((U, 4 * U), np.float32), None)
+        grads = kernels.lstm_backward(cache, np.zeros((2, 0, U), np.float32), h0, h0)
+        gout, gh, gcache = kernels.gru_forward(x, None, h0, np.zeros((I, 3 * U), np.float32),
+                                               np.zeros((U, 3 * U), np.float32), None)
+    finally:
+        backend.set_backend("auto")
+    assert out.shape == (2, 0, U) and gout.shape == (2, 0, U)
+    np.testing.assert_array_equal(h, h0)
+    np.testing.assert_array_equal(gh, h0)
+    np.testing.assert_array_equal(grads["h0"], h0)

@@ -25,7 +25,7 @@ Shapes: x (B, T, I), mask (B, T) or None, h0 (B, U), outputs (B, T, U), h (B, U)
 """
 import numpy as np
 
-from . import activations
+from . import activations, backend
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
 
@@ -55,28 +55,33 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     outs = np.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
-    R_zr, R_h = recurrent_kernel[:, :2 * U], recurrent_kernel[:, 2 * U:]
-    for t in range(T):
-        hr = h if rmask is None else h * rmask
-        a = gates[t]
-        if reset_after:
-            rec = hr @ recurrent_kernel
-            if b_rec is not None:
-                rec += b_rec
-            a[:, :2 * U] = ract(xw[t, :, :2 * U] + rec[:, :2 * U])
-            rh_all[t] = rec[:, 2 * U:]
-            a[:, 2 * U:] = act(xw[t, :, 2 * U:] + a[:, U:2 * U] * rh_all[t])
-        else:
-            a[:, :2 * U] = ract(xw[t, :, :2 * U] + hr @ R_zr)
-            rh_all[t] = a[:, U:2 * U] * hr
-            a[:, 2 * U:] = act(xw[t, :, 2 * U:] + rh_all[t] @ R_h)
-        z, n = a[:, :U], a[:, 2 * U:]
-        h_new = n + z * (h - n)
-        m = None if ms is None else ms[t]
-        masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
-        prev_out = outs[t]
-        h = h_new if m is None else h + m * (h_new - h)
-        hs[t + 1] = h
+    loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
+    if loops is not None:
+        h = loops.gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, masked_output_mode, activation,
+                              recurrent_activation, gates, rh_all, hs, outs)
+    else:
+        R_zr, R_h = recurrent_kernel[:, :2 * U], recurrent_kernel[:, 2 * U:]
+        for t in range(T):
+            hr = h if rmask is None else h * rmask
+            a = gates[t]
+            if reset_after:
+                rec = hr @ recurrent_kernel
+                if b_rec is not None:
+                    rec += b_rec
+                a[:, :2 * U] = ract(xw[t, :, :2 * U] + rec[:, :2 * U])
+                rh_all[t] = rec[:, 2 * U:]
+                a[:, 2 * U:] = act(xw[t, :, 2 * U:] + a[:, U:2 * U] * rh_all[t])
+            else:
+                a[:, :2 * U] = ract(xw[t, :, :2 * U] + hr @ R_zr)
+                rh_all[t] = a[:, U:2 * U] * hr
+                a[:, 2 * U:] = act(xw[t, :, 2 * U:] + rh_all[t] @ R_h)
+            z, n = a[:, :U], a[:, 2 * U:]
+            h_new = n + z * (h - n)
+            m = None if ms is None else ms[t]
+            masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
+            prev_out = outs[t]
+            h = h_new if m is None else h + m * (h_new - h)
+            hs[t + 1] = h
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, reset_after, gates, rh_all, hs,
              rmask, reverse, masked_output_mode, activation, recurrent_activation)
     return to_batch_major(outs, reverse), h, cache
@@ -102,39 +107,44 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     pending = np.zeros((B, U), dtype)
     dxw = np.empty((T, B, 3 * U), dtype)     # gradient of the input projections
     drec = np.empty((T, B, 3 * U), dtype)    # gradient of the recurrent products' outputs
-    R_zr_t, R_h_t = recurrent_kernel[:, :2 * U].T, recurrent_kernel[:, 2 * U:].T
-    for t in range(T - 1, -1, -1):
-        m = None if ms is None else ms[t]
-        dh_new = dh if m is None else dh * m
-        if d_outs is not None:
-            dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
-        a = gates[t]
-        z, r, n = a[:, :U], a[:, U:2 * U], a[:, 2 * U:]
-        h_prev = hs[t]
-        hr = h_prev if rmask is None else h_prev * rmask
-        dn = dh_new * (1 - z) * dact(n)
-        dzp = dh_new * (h_prev - n) * dract(z)
-        dx_t, dr_t = dxw[t], drec[t]
-        dx_t[:, :U] = dzp
-        dx_t[:, 2 * U:] = dn
-        dr_t[:, :U] = dzp
-        if reset_after:
-            drp = dn * rh_all[t] * dract(r)
-            dr_t[:, 2 * U:] = dn * r
-            dx_t[:, U:2 * U] = drp
-            dr_t[:, U:2 * U] = drp
-            dhr = dr_t @ recurrent_kernel.T
-        else:
-            d_rh = dn @ R_h_t                     # gradient of (r * hr)
-            drp = d_rh * hr * dract(r)
-            dx_t[:, U:2 * U] = drp
-            dr_t[:, U:2 * U] = drp
-            dr_t[:, 2 * U:] = dn
-            dhr = dr_t[:, :2 * U] @ R_zr_t + d_rh * r
-        if rmask is not None:
-            dhr *= rmask
-        dh_prev = dhr + dh_new * z
-        dh = dh_prev if m is None else dh_prev + dh * (1 - m)
+    loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
+    if loops is not None:
+        dh = loops.gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mode, activation,
+                                recurrent_activation, dxw, drec)
+    else:
+        R_zr_t, R_h_t = recurrent_kernel[:, :2 * U].T, recurrent_kernel[:, 2 * U:].T
+        for t in range(T - 1, -1, -1):
+            m = None if ms is None else ms[t]
+            dh_new = dh if m is None else dh * m
+            if d_outs is not None:
+                dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
+            a = gates[t]
+            z, r, n = a[:, :U], a[:, U:2 * U], a[:, 2 * U:]
+            h_prev = hs[t]
+            hr = h_prev if rmask is None else h_prev * rmask
+            dn = dh_new * (1 - z) * dact(n)
+            dzp = dh_new * (h_prev - n) * dract(z)
+            dx_t, dr_t = dxw[t], drec[t]
+            dx_t[:, :U] = dzp
+            dx_t[:, 2 * U:] = dn
+            dr_t[:, :U] = dzp
+            if reset_after:
+                drp = dn * rh_all[t] * dract(r)
+                dr_t[:, 2 * U:] = dn * r
+                dx_t[:, U:2 * U] = drp
+                dr_t[:, U:2 * U] = drp
+                dhr = dr_t @ recurrent_kernel.T
+            else:
+                d_rh = dn @ R_h_t                     # gradient of (r * hr)
+                drp = d_rh * hr * dract(r)
+                dx_t[:, U:2 * U] = drp
+                dr_t[:, U:2 * U] = drp
+                dr_t[:, 2 * U:] = dn
+                dhr = dr_t[:, :2 * U] @ R_zr_t + d_rh * r
+            if rmask is not None:
+                dhr *= rmask
+            dh_prev = dhr + dh_new * z
+            dh = dh_prev if m is None else dh_prev + dh * (1 - m)
     dxw2 = dxw.reshape(T * B, 3 * U)
     drec2 = drec.reshape(T * B, 3 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask

@@ -344,3 +344,164 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
             np.matmul(dz[t], RT, out=dh_gate)
             _finish_dh(dh, dh_gate, rm, carry, ms is not None)
     return dh, dc
+
+
+# ----------------------------------------------------------------------------- GRU (reset_after=True)
+@njit(**JIT)
+def _gru_step(t, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
+    """One step from rec = h_{t-1} @ recurrent_kernel (B, 3U); state in hs[t]."""
+    B, G = rec.shape
+    U = G // 3
+    has_mask = ms.shape[0] > 0
+    has_bias = b_rec.shape[0] > 0
+    zero = rec.dtype.type(0.0)
+    for b in range(B):
+        a, x_b, r_b, rh = gates[t, b], xw[t, b], rec[b], rh_all[t, b]
+        if has_bias:
+            for j in range(G):
+                r_b[j] = r_b[j] + b_rec[j]
+        for j in range(2 * U):
+            a[j] = x_b[j] + r_b[j]
+        _activate(a[:2 * U], ract)
+        for j in range(U):
+            rh[j] = r_b[2 * U + j]
+            a[2 * U + j] = x_b[2 * U + j] + a[U + j] * rh[j]
+        _activate(a[2 * U:], act)
+        h_prev, h_next, out = hs[t, b], hs[t + 1, b], outs[t, b]
+        if not has_mask:
+            for j in range(U):
+                n = a[2 * U + j]
+                out[j] = n + a[j] * (h_prev[j] - n)
+                h_next[j] = out[j]
+            continue
+        m = ms[t, b]
+        for j in range(U):
+            n = a[2 * U + j]
+            h_new = n + a[j] * (h_prev[j] - n)
+            if mode == 0:
+                out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
+            else:
+                prev = outs[t - 1, b, j] if t > 0 else zero
+                out[j] = prev + m * (h_new - prev)
+            h_next[j] = h_prev[j] + m * (h_new - h_prev[j])
+
+
+@njit(**JIT)
+def _gru_forward(xw, R, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
+    T, B, G = xw.shape
+    rec = np.empty((B, G), xw.dtype)
+    hr = np.empty((B, G // 3), xw.dtype)
+    for t in range(T):
+        if rmask.shape[0] > 0:
+            np.multiply(hs[t], rmask, hr)
+            _matmul(hr, R, rec)
+        else:
+            _matmul(hs[t], R, rec)
+        _gru_step(t, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+
+
+def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
+                gates, rh_all, hs, outs):
+    """Fill ``gates, rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does;
+    return h."""
+    dtype = xw.dtype
+    T, B, G = xw.shape
+    hs[0] = h
+    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
+    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 3)), dtype)
+    b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
+    act, ract = codes(activation, recurrent_activation)
+    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    if _whole_loop(B, G // 3, G):
+        _gru_forward(xw, R, b_rec, rm, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
+    else:
+        rec = np.empty((B, G), dtype)
+        hr = np.empty((B, G // 3), dtype)
+        for t in range(T):
+            np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=rec)
+            _gru_step(t, xw, rec, b_rec, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
+    return hs[T].copy()
+
+
+@njit(**JIT)
+def _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending, carry,
+                       scratch):
+    """Fill dxw[t], drec[t] from dh (gradient reaching h_t); set ``carry`` to the part of dh_{t-1}
+    that does not pass through the recurrent product."""
+    T, B, G = dxw.shape
+    U = G // 3
+    has_mask = ms.shape[0] > 0
+    has_dout = d_outs.shape[0] > 0
+    one = dxw.dtype.type(1.0)
+    dg, dh_new = scratch[0], scratch[1, :U]
+    for b in range(B):
+        a, dx, dr, rh, h_prev = gates[t, b], dxw[t, b], drec[t, b], rh_all[t, b], hs[t, b]
+        _grad_from_output(dg[:2 * U], a[:2 * U], ract)
+        _grad_from_output(dg[2 * U:], a[2 * U:], act)
+        dh_b = dh[b]
+        m = ms[t, b] if has_mask else one
+        for j in range(U):
+            dh_new[j] = dh_b[j] * m if has_mask else dh_b[j]
+        if has_dout:
+            if not has_mask or mode == 0:
+                for j in range(U):
+                    dh_new[j] += d_outs[t, b, j] * m if has_mask else d_outs[t, b, j]
+            else:
+                for j in range(U):
+                    total = pending[b, j] + d_outs[t, b, j]
+                    pending[b, j] = total * (one - m)
+                    dh_new[j] += total * m
+        for j in range(U):
+            z, r, n = a[j], a[U + j], a[2 * U + j]
+            dn = dh_new[j] * (one - z) * dg[2 * U + j]
+            dzp = dh_new[j] * (h_prev[j] - n) * dg[j]
+            drp = dn * rh[j] * dg[U + j]
+            dx[j] = dzp
+            dx[U + j] = drp
+            dx[2 * U + j] = dn
+            dr[j] = dzp
+            dr[U + j] = drp
+            dr[2 * U + j] = dn * r
+            carry[b, j] = dh_new[j] * z + dh_b[j] * (one - m) if has_mask else dh_new[j] * z
+
+
+@njit(**JIT)
+def _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms, rmask, mode, act, ract, dxw, drec):
+    T, B, G = dxw.shape
+    U = G // 3
+    pending = np.zeros((B, U), dxw.dtype)
+    carry = np.zeros((B, U), dxw.dtype)
+    dh_gate = np.empty((B, U), dxw.dtype)
+    scratch = np.empty((2, G), dxw.dtype)
+    for t in range(T - 1, -1, -1):
+        _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
+                           carry, scratch)
+        _matmul(drec[t], RT, dh_gate)
+        _finish_dh(dh, dh_gate, rmask, carry, True)
+
+
+def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mode, activation,
+                 recurrent_activation, dxw, drec):
+    """Fill ``dxw`` and ``drec`` (T, B, 3U) as the NumPy loop of ``gru_backward`` (reset_after=True)
+    does; return dh0."""
+    dtype = dxw.dtype
+    T, B, G = dxw.shape
+    dh = np.array(dh, dtype, order="C")
+    d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
+    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
+    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
+    act, ract = codes(activation, recurrent_activation)
+    RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
+    if _whole_loop(B, G // 3, G):
+        _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms2, rm, MODES[mode], act, ract, dxw, drec)
+    else:
+        pending = np.zeros((B, G // 3), dtype)
+        carry = np.zeros((B, G // 3), dtype)
+        dh_gate = np.empty((B, G // 3), dtype)
+        scratch = np.empty((2, G), dtype)
+        for t in range(T - 1, -1, -1):
+            _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms2, MODES[mode], act, ract, dxw, drec,
+                               pending, carry, scratch)
+            np.matmul(drec[t], RT, out=dh_gate)
+            _finish_dh(dh, dh_gate, rm, carry, True)
+    return dh
