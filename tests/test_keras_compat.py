@@ -78,6 +78,16 @@ def test_initializers_by_name_match_keras_deterministic_ones(keras3, seqs):
     o = L.LSTM(3, kernel_initializer="ones", recurrent_initializer="zeros")
     o(seqs)
     assert np.all(o.cell.kernel == 1) and np.all(o.cell.recurrent_kernel == 0)
+    o = L.LSTM(3, kernel_initializer="Ones", bias_initializer="Zeros", unit_forget_bias=False)
+    o(seqs)                                            # Keras's class-name spellings
+    assert np.all(o.cell.kernel == 1) and np.all(o.cell.bias == 0)
+
+
+def test_float64_layer_matches_keras(keras3, seqs):
+    make = lambda ns: ns.GRU(4, return_sequences=True, dtype="float64")
+    ours, theirs, _, _ = both(keras3, make, seqs.astype("float64"))
+    assert ours.dtype == np.float64 and np.asarray(theirs).dtype == np.float64
+    np.testing.assert_allclose(ours, np.asarray(theirs), atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])

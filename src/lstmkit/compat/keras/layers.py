@@ -123,6 +123,14 @@ class KerasLayer(Layer):
         return mask if self.supports_masking else None
 
 
+def _initializer(value):
+    """Keras's initializer spellings: "glorot_uniform" or its class name "GlorotUniform"."""
+    if isinstance(value, str) and value[:1].isupper():
+        return "".join("_" + ch.lower() if ch.isupper() and i else ch.lower()
+                       for i, ch in enumerate(value))
+    return value
+
+
 # -- activations by Keras's names (softmax included) -------------------------------------------------
 def _check_activation(name):
     if name in (None, "linear", "softmax"):
@@ -170,9 +178,9 @@ class _Cell(KerasLayer):
                                  recurrent_dropout=recurrent_dropout, seed=seed,
                                  dtype=self.dtype.name, **(native_kwargs or {}))
         self.layer = self.NATIVE(units, activation=activation, use_bias=use_bias,
-                                 kernel_initializer=kernel_initializer,
-                                 recurrent_initializer=recurrent_initializer,
-                                 bias_initializer=bias_initializer, input_dropout=dropout,
+                                 kernel_initializer=_initializer(kernel_initializer),
+                                 recurrent_initializer=_initializer(recurrent_initializer),
+                                 bias_initializer=_initializer(bias_initializer), input_dropout=dropout,
                                  recurrent_dropout=recurrent_dropout, masked_output="repeat",
                                  name=self.name, dtype=self.dtype, seed=seed,
                                  **(native_kwargs or {}))
@@ -518,6 +526,9 @@ class Bidirectional(KerasLayer):
             raise ValueError(f"merge_mode: expected one of {_MERGE_MODES}, got {merge_mode!r}")
         if layer.stateful:
             raise ValueError("layer: a stateful Bidirectional layer is not supported")
+        if weights is not None:
+            raise ValueError("weights: not supported here; call set_weights(...) once the layer "
+                             "is built (after its first call)")
         kwargs.setdefault("dtype", layer.dtype.name)
         super().__init__(**kwargs)
         self.forward_layer = layer._clone(name=f"forward_{layer.name}")
@@ -536,8 +547,6 @@ class Bidirectional(KerasLayer):
         self.return_state = layer.return_state
         self._time_axis = 0 if layer.time_major else 1
         self._natives = [self.forward_layer.cell.layer, self.backward_layer.cell.layer]
-        if weights is not None:
-            self._pending_weights = weights
 
     def _sync_params(self):
         if not self.params and self.built:
@@ -646,8 +655,10 @@ class Dense(KerasLayer):
         super().__init__(**kwargs)
         self.activation = _check_activation(activation)
         self.units = units
-        self.dense = _core.Dense(units, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                                 bias_initializer=bias_initializer, name=self.name, dtype=self.dtype,
+        self.dense = _core.Dense(units, use_bias=use_bias,
+                                 kernel_initializer=_initializer(kernel_initializer),
+                                 bias_initializer=_initializer(bias_initializer), name=self.name,
+                                 dtype=self.dtype,
                                  seed=seed)
         self._own(self.dense)
 
@@ -747,7 +758,7 @@ class Embedding(KerasLayer):
         self.input_dim, self.output_dim = input_dim, output_dim
         self.mask_zero = bool(mask_zero)
         self.embedding = _core.Embedding(input_dim, output_dim,
-                                         embeddings_initializer=embeddings_initializer,
+                                         embeddings_initializer=_initializer(embeddings_initializer),
                                          mask_zero=mask_zero, name=self.name, dtype=self.dtype,
                                          seed=seed)
         self._own(self.embedding)
