@@ -159,3 +159,29 @@ def test_bad_checkpoint_file(tf, tmp_path):
 def _built(layer, inputs=I):
     layer.build((1, 1, inputs))
     return layer
+
+
+def test_bidirectional_multi_rnn_cell_by_scope(tf, rng):
+    """bidirectional_dynamic_rnn over MultiRNNCells stacks each direction on its own: refused as a
+    whole, and each direction loads by scope as a stacked LSTM (the backward one reversed)."""
+    v1 = tf.compat.v1
+    x = rng.normal(size=(B, T, I)).astype(np.float32)
+    with tf.Graph().as_default():
+        xs = v1.placeholder(tf.float32, [None, None, I])
+        init = v1.random_uniform_initializer(-0.5, 0.5, seed=1)
+        with v1.variable_scope("enc", initializer=init):
+            cells = [v1.nn.rnn_cell.MultiRNNCell([v1.nn.rnn_cell.LSTMCell(U) for _ in range(2)])
+                     for _ in range(2)]
+            (of, ob), _ = v1.nn.bidirectional_dynamic_rnn(*cells, xs, sequence_length=LENGTHS,
+                                                          dtype=tf.float32)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            of, ob = sess.run([of, ob], {xs: x})
+            values = {v.op.name: sess.run(v) for v in v1.global_variables()}
+    with pytest.raises(NotImplementedError, match="stacks each direction on its own"):
+        interop.load_tf1(values)
+    fw = interop.load_tf1(values, scope="enc/bidirectional_rnn/fw")
+    np.testing.assert_allclose(fw(x, lengths=LENGTHS).outputs, of, atol=1e-5)
+    bw = interop.load_tf1(values, _built(lstmkit.LSTM(U, num_layers=2, reverse=True)),
+                          scope="enc/bidirectional_rnn/bw")
+    np.testing.assert_allclose(bw(x, lengths=LENGTHS).outputs, ob, atol=1e-5)

@@ -60,8 +60,7 @@ def save(tensors, path, metadata=None):
     header, chunks, offset = {}, [], 0
     for key in sorted(tensors):
         arr = np.ascontiguousarray(tensors[key])
-        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "|" else arr.dtype
-        code = _CODES.get(np.dtype(dt.str.replace(">", "<")))
+        code = _CODES.get(np.dtype(arr.dtype.str.replace(">", "<")))
         if code is None:
             raise TypeError(f"tensors[{key!r}]: dtype {arr.dtype} cannot be stored in safetensors")
         raw = arr.astype(_DTYPES[code]).tobytes()

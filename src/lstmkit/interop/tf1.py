@@ -130,11 +130,13 @@ def read_checkpoint(path):
 def _parse(variables, scope, strict):
     """Group the recurrent variables: returns (scope, cell_name, {(layer, dir): {var: array}}, style)."""
     found, unknown = {}, []
+    prefix = None if scope is None else scope.rstrip("/") + "/"
     for raw, value in variables.items():
         name = raw[:-2] if raw.endswith(":0") else raw
-        if scope is not None and not (name == scope or name.startswith(scope.rstrip("/") + "/")):
+        if prefix is not None and not name.startswith(prefix):
             continue
-        m = _NAME.match(name)
+        # Inside a given scope, read the rest only: scope="bidirectional_rnn/fw" is a plain stack.
+        m = _NAME.match(name if prefix is None else name[len(prefix):])
         if not m:
             unknown.append(raw)
             continue
@@ -145,7 +147,8 @@ def _parse(variables, scope, strict):
     if not found:
         raise ValueError(f"variables: no TF1 recurrent cell variables found{'' if scope is None else f' under scope {scope!r}'}"
                          f" (expected names such as rnn/lstm_cell/kernel); names are {sorted(variables)[:8]}")
-    scopes = {m.group("scope") for m, _ in found.values()}
+    scopes = {m.group("scope") if prefix is None else prefix[:-1] + (
+        "/" + m.group("scope") if m.group("scope") else "") for m, _ in found.values()}
     cells = {m.group("cn") for m, _ in found.values()}
     if len(scopes) > 1:
         raise ValueError(f"scope: the variables hold several RNNs under scopes {sorted(scopes)}; pass "
