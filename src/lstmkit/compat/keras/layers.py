@@ -188,11 +188,8 @@ class _Cell(KerasLayer):
         self._own(self.layer)
 
     def _clone(self):
-        kwargs = dict(self._init_kwargs)
-        native = {k: kwargs.pop(k) for k in list(kwargs) if k in ("recurrent_activation",
-                                                                   "unit_forget_bias", "reset_after")}
-        kwargs.update(native)
-        return type(self)(**kwargs)
+        """A new, unbuilt cell of the same configuration (Bidirectional's two directions)."""
+        return type(self)(**self._init_kwargs)
 
     @property
     def state_size(self):
