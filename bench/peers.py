@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 GATES = {"lstm": 4, "gru": 3}
+THREADS = os.cpu_count()     # threads each peer may use; bench/run.py --threads sets it
 
 
 @dataclass
@@ -75,7 +76,7 @@ def torch_weights(p):
 
 def build_torch(p):
     import torch
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(THREADS)
     cls = torch.nn.LSTM if p.cell == "lstm" else torch.nn.GRU
     layer = cls(p.H, p.H, batch_first=True)
     w_ih, w_hh, b_ih, b_hh = torch_weights(p)
@@ -107,6 +108,11 @@ def build_keras(p):
     if not keras.__version__.startswith("3.") or keras.backend.backend() != "tensorflow":
         raise ImportError("Keras 3 on the TensorFlow backend needed")
     import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    except RuntimeError:
+        pass                      # already initialized by an earlier case
     cls = keras.layers.LSTM if p.cell == "lstm" else keras.layers.GRU
     layer = cls(p.H, return_sequences=True)
     layer.build((p.B, p.T, p.H))
@@ -167,7 +173,7 @@ def build_onnxruntime(p):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 8
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count()
+    opts.intra_op_num_threads = THREADS
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x_tm = np.ascontiguousarray(p.x.transpose(1, 0, 2))     # ONNX is time-major
 

@@ -23,13 +23,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+if "--threads" in sys.argv[:-1]:   # BLAS and OpenMP pools read these when first loaded
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = sys.argv[sys.argv.index("--threads") + 1]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 import numpy as np  # noqa: E402
 
+import peers  # noqa: E402
 from peers import PEERS, Problem  # noqa: E402
+
+CLOCK = time.perf_counter
 
 PEER_ORDER = ["lstmkit", "torch", "onnxruntime", "keras"]
 
@@ -37,16 +43,16 @@ PEER_ORDER = ["lstmkit", "torch", "onnxruntime", "keras"]
 def timeit(fn, repeats, min_time=0.02):
     """Minimum over ``repeats`` of the mean time of a batch of calls lasting at least ``min_time``."""
     fn()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    one = time.perf_counter() - t0
+    one = CLOCK() - t0
     n = max(1, int(min_time / max(one, 1e-6)))
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(n):
             fn()
-        best = min(best, (time.perf_counter() - t0) / n)
+        best = min(best, (CLOCK() - t0) / n)
     return best
 
 
@@ -182,7 +188,7 @@ def write_results(path, args, rows, skipped, peak, mem, s2s, command):
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + "  ",
         f"Command: `{command}`  ",
-        f"Conditions: {args.note}", "",
+        f"Conditions: {args.note}; {args.threads} thread(s) per peer; {args.clock} clock", "",
         f"NumPy float32 matmul peak (2048², the ceiling): **{peak:.1f} GFLOP/s**", "",
         "Times are the minimum over repeats, in ms; `ratio` = peer time / lstmkit time (> 1: lstmkit "
         "is faster). GFLOP/s counts matrix-multiply FLOPs (forward 2·T·B·(I+U)·G·U; forward+backward "
@@ -216,6 +222,10 @@ def main(argv=None):
     ap.add_argument("--peers", nargs="+", default=PEER_ORDER, choices=PEER_ORDER)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the peers")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="threads for every peer (BLAS, PyTorch, ONNX Runtime, TensorFlow)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time, steadier on a busy machine (use with --threads 1)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--results", default=None, help="write this file (default bench/RESULTS.md, not with --quick)")
     ap.add_argument("--note", default="shared machine, other work running; minimum over repeats")
@@ -225,6 +235,9 @@ def main(argv=None):
     if args.quick:
         args.cells, args.B, args.H, args.T = ["lstm"], [1, 32], [128], [20]
         args.repeats, args.rounds, args.no_memory = 3, 1, True
+    global CLOCK
+    peers.THREADS = args.threads
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     command = "python " + " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     peak = args.peak = matmul_peak(args.repeats)
