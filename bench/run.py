@@ -158,15 +158,29 @@ def memory(args):
 
 
 def seq2seq_cases(args):
-    """Seq2seq training step and greedy/beam decoding, when lstmkit.seq2seq provides a bench hook."""
+    """Seq2seq training step and greedy/beam decoding: lstmkit's compiled loops vs its NumPy loops."""
     try:
-        from lstmkit.seq2seq import bench_hooks  # noqa: F401
-    except ImportError:
-        return "skipped: lstmkit.seq2seq does not provide bench hooks yet"
-    lines = []
-    for name, fn in bench_hooks.CASES.items():
-        lines.append(f"| {name} | {timeit(fn, args.repeats) * 1e3:.3f} ms |")
-    return "| seq2seq case | lstmkit |\n|---|---|\n" + "\n".join(lines)
+        from seq2seq_cases import build_cases
+        cases = build_cases()
+    except ImportError as e:
+        return f"skipped: {e}"
+    from lstmkit import kernels
+    lines = ["| seq2seq case | lstmkit ms (compiled loops) | lstmkit ms (NumPy loops) | ratio |",
+             "|---|---|---|---|"]
+    for name, fn in cases.items():
+        times = {}
+        for backend in ["numba", "numpy"]:
+            try:
+                kernels.set_backend(backend)
+            except ImportError:
+                continue
+            times[backend] = timeit(fn, args.repeats, 0.2)
+        kernels.set_backend("auto")
+        fast, plain = times.get("numba"), times["numpy"]
+        lines.append(f"| {name} | {'-' if fast is None else f'{fast * 1e3:.1f}'} | {plain * 1e3:.1f} | "
+                     f"{'-' if fast is None else f'{plain / fast:.2f}x'} |")
+        print(lines[-1], flush=True)
+    return "\n\n" + "\n".join(lines)
 
 
 def worst(rows):
@@ -227,6 +241,7 @@ def main(argv=None):
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: process CPU time, steadier on a busy machine (use with --threads 1)")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-seq2seq", action="store_true")
     ap.add_argument("--results", default=None, help="write this file (default bench/RESULTS.md, not with --quick)")
     ap.add_argument("--note", default="shared machine, other work running; minimum over repeats")
     args = ap.parse_args(argv)
@@ -253,8 +268,7 @@ def main(argv=None):
     mem = {} if args.no_memory else memory(args)
     if mem:
         print("peak training memory:", mem)
-    s2s = seq2seq_cases(args)
-    print("seq2seq:", s2s)
+    s2s = "skipped (--quick)" if args.quick or args.no_seq2seq else seq2seq_cases(args)
     path = args.results or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
     if path:
         write_results(path, args, rows, skipped, peak, mem, s2s, command)
