@@ -339,3 +339,41 @@ def test_fit_masks_the_loss_like_keras(keras3, rng):
     for a, b in zip(om.get_weights(), km.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(oh.history["loss"], kh.history["loss"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_stacked_cells(keras3, seqs, rng, go_backwards):
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], bool)
+    make = lambda ns: ns.RNN([ns.LSTMCell(4), ns.GRUCell(3), ns.SimpleRNNCell(2)],
+                             return_sequences=True, return_state=True, go_backwards=go_backwards)
+    ours, theirs, o_layer, k_layer = both(keras3, make, seqs, mask=mask)
+    assert [len(s) for s in ours[1:]] == [2, 1, 1]                  # states nested per cell
+    close([ours[0], *[a for st in ours[1:] for a in st]],
+          [theirs[0], *[a for st in theirs[1:] for a in st]])
+    assert o_layer.count_params() == k_layer.count_params()
+    init = [[np.zeros((3, 4), "float32"), rng.normal(size=(3, 4)).astype("float32")],
+            [np.tanh(rng.normal(size=(3, 3))).astype("float32")], [np.zeros((3, 2), "float32")]]
+    close([a for st in o_layer(seqs, initial_state=init)[1:] for a in st],
+          [a for st in k_layer(seqs, initial_state=init)[1:] for a in st])
+
+
+def test_stacked_cells_gradient_in_a_model(keras3, tf, rng):
+    def build(ns, models):
+        x, h0 = ns.Input(shape=(4, 3)), ns.Input(shape=(2,))
+        res = ns.RNN([ns.LSTMCell(5), ns.GRUCell(2)], return_state=True)(
+            x, initial_state=[[ns.Dense(5)(h0), ns.Dense(5)(h0)], [h0]])
+        return models.Model([x, h0], [res[0], res[1][1]])
+    km, om = build(keras3.layers, keras3), build(L, lk)
+    om.set_weights(km.get_weights())
+    x = [rng.normal(size=(3, 4, 3)).astype("float32"), rng.normal(size=(3, 2)).astype("float32")]
+    outs, cache = om.forward(x)
+    w = [rng.normal(size=o.shape).astype("float32") for o in outs]
+    xt = [tf.constant(a) for a in x]
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.add_n([tf.reduce_sum(o * v) for o, v in zip(km(xt), w)])
+    k_grads = tape.gradient(loss, km.trainable_weights + xt)
+    om.zero_grad()
+    d_x = om.backward(cache, w)
+    for a, b in zip(list(om.grads.values()) + d_x, k_grads):
+        np.testing.assert_allclose(a, b.numpy(), atol=2e-5, rtol=1e-4)

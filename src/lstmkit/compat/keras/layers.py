@@ -322,24 +322,30 @@ class RNN(KerasLayer):
     ``return_state`` a list ``[output, *final_states]``. ``stateful=True`` starts each call from the
     previous call's final state (``reset_states()`` zeros it). ``time_major=True`` (tf.keras 2's)
     takes and gives (time, batch, ...). ``unroll`` is accepted and changes nothing.
+
+    A list of cells is stacked (Keras's ``StackedRNNCells``): cell k reads cell k-1's outputs, and
+    the states are nested per cell, ``[output, [h1, c1], [h2, c2]]`` (``initial_state`` likewise).
     """
 
     supports_masking = True
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, time_major=False, zero_output_for_mask=False, **kwargs):
-        if isinstance(cell, (list, tuple)):
-            raise TypeError("cell: a list of cells (stacked cells) is not supported; stack RNN "
-                            "layers with return_sequences=True instead")
-        if not isinstance(cell, _Cell):
-            raise TypeError(f"cell: expected LSTMCell, GRUCell or SimpleRNNCell, got "
-                            f"{type(cell).__name__}")
-        kwargs.setdefault("dtype", cell.dtype.name)
+        cells = list(cell) if isinstance(cell, (list, tuple)) else [cell]
+        for c in cells:
+            if not isinstance(c, _Cell):
+                raise TypeError(f"cell: expected LSTMCell, GRUCell or SimpleRNNCell (or a list of "
+                                f"them), got {type(c).__name__}")
+        if not cells:
+            raise ValueError("cell: got an empty list of cells")
+        kwargs.setdefault("dtype", cells[0].dtype.name)
         super().__init__(**kwargs)
         self._rnn_kwargs = dict(return_sequences=return_sequences, return_state=return_state,
                                 go_backwards=go_backwards, stateful=stateful, unroll=unroll,
                                 time_major=time_major, zero_output_for_mask=zero_output_for_mask)
-        self.cell = cell
+        self.cells = cells
+        self.stacked = isinstance(cell, (list, tuple))
+        self.cell = cell if not self.stacked else None
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -347,35 +353,62 @@ class RNN(KerasLayer):
         self.unroll = bool(unroll)
         self.time_major = bool(time_major)
         self.zero_output_for_mask = zero_output_for_mask
-        self.states = None
-        cell.layer.reverse = self.go_backwards
-        self._own(cell.layer)
+        self._carried = None         # stateful: the final native state of each cell
+        for c in cells:
+            c.layer.reverse = self.go_backwards
+        self._own(*(c.layer for c in cells))
 
     @property
     def zero_output_for_mask(self):
-        return self.cell.layer.masked_output == "zero"
+        return self.cells[-1].layer.masked_output == "zero"
 
     @zero_output_for_mask.setter
     def zero_output_for_mask(self, value):
-        self.cell.layer.masked_output = "zero" if value else "repeat"
+        for c in self.cells:
+            c.layer.masked_output = "zero" if value else "repeat"
 
     @property
     def units(self):
-        return self.cell.units
+        return self.cells[-1].units
+
+    @property
+    def states(self):
+        """A stateful layer's carried state in Keras's form ([h, c], or per cell when stacked)."""
+        if self._carried is None:
+            return None
+        lists = [list(st) for st in self._carried]
+        return lists if self.stacked else lists[0]
 
     def _clone(self, **changes):
         kwargs = {**self._rnn_kwargs, "dtype": self.dtype.name, **changes}
-        return RNN(self.cell._clone(), **kwargs)
+        cells = [c._clone() for c in self.cells]
+        return RNN(cells if self.stacked else cells[0], **kwargs)
+
+    def _states_per_cell(self, initial_state, batch):
+        """Keras's initial_state -> one native state (or None) per cell."""
+        if initial_state is None:
+            return [None] * len(self.cells)
+        if not self.stacked:
+            return [self.cell.state_from_keras(initial_state, batch)]
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(self.cells):
+            raise ValueError(f"initial_state: stacked cells take one state per cell, nested "
+                             f"([[h1, c1], [h2, c2], ...]); expected {len(self.cells)} entries")
+        return [c.state_from_keras(st, batch) for c, st in zip(self.cells, initial_state)]
 
     def reset_states(self, states=None):
         """Zero the carried state of a stateful layer (or set it to ``states``, Keras's order)."""
         if not self.stateful:
             raise AttributeError(f"layer {self.name!r} is not stateful (stateful=False)")
         if states is None:
-            self.states = None if self.states is None else [np.zeros_like(s) for s in self.states]
+            if self._carried is not None:
+                self._carried = [st.__class__(*(np.zeros_like(a) for a in st))
+                                 for st in self._carried]
         else:
-            batch = np.shape(states[0] if isinstance(states, (list, tuple)) else states)[0]
-            self.states = [s.copy() for s in self.cell.state_from_keras(states, batch)]
+            first = states
+            while isinstance(first, (list, tuple)):
+                first = first[0]
+            self._carried = [st.__class__(*(a.copy() for a in st))
+                             for st in self._states_per_cell(states, np.shape(first)[0])]
 
     reset_state = reset_states
 
@@ -402,13 +435,13 @@ class RNN(KerasLayer):
             x = x.transpose(1, 0, 2)
         B, T, _ = x.shape
         given = initial_state is not None
-        state = self.cell.state_from_keras(initial_state, B)
-        if state is None and self.stateful and self.states is not None:
-            if self.states[0].shape[0] != B:
+        states = self._states_per_cell(initial_state, B)
+        if not given and self.stateful and self._carried is not None:
+            if self._carried[0][0].shape[0] != B:
                 raise ValueError(f"inputs: stateful layer {self.name!r} carries a state for batch "
-                                 f"size {self.states[0].shape[0]}, got a batch of {B}; call "
+                                 f"size {self._carried[0][0].shape[0]}, got a batch of {B}; call "
                                  "reset_states() or keep the batch size fixed")
-            state = self.cell.layer.State(*self.states)
+            states = self._carried
         if isinstance(mask, (list, tuple)):     # the mask of an [inputs, *initial_state] list
             mask = mask[0]
         if mask is not None:
@@ -417,21 +450,35 @@ class RNN(KerasLayer):
                 mask = mask.T
             if mask.shape != (B, T):
                 raise ValueError(f"mask: expected shape ({B}, {T}) (batch, timesteps), got {mask.shape}")
-        res, cache = self.cell.layer.forward(x, initial_state=state, mask=mask, training=training)
-        seq = res.outputs[:, ::-1] if self.go_backwards else res.outputs
+        caches, finals, seq = [], [], x
+        for c, state in zip(self.cells, states):   # stacked cells: one native layer after another
+            res, cache = c.layer.forward(seq, initial_state=state, mask=mask, training=training)
+            caches.append(cache)
+            finals.append(res.state)
+            seq = res.outputs
+        if self.stacked and not self.params:       # the cells' parameters exist from now on
+            for c in self.cells:
+                for k in c.params:
+                    self.params[f"{c.name}/{k}"] = c.params[k]
+                    self.grads[f"{c.name}/{k}"] = c.grads[k]
+        seq = seq[:, ::-1] if self.go_backwards else seq
         if self.return_sequences:
             out = seq.transpose(1, 0, 2) if self.time_major else seq
         else:
             out = seq[:, -1]
         if self.stateful and not probing():
-            self.states = [s.copy() for s in res.state]
-        result = [out, *res.state] if self.return_state else out
-        return result, (cache, given, (B, T))
+            self._carried = [st.__class__(*(a.copy() for a in st)) for st in finals]
+        result = out
+        if self.return_state:
+            result = [out, *[list(st) for st in finals]] if self.stacked else [out, *finals[0]]
+        return result, (caches, given, (B, T))
 
     def backward(self, cache, d_outputs):
         """Gradient of the inputs (``[d_inputs, *d_initial_state]`` when the call had one)."""
-        native_cache, given, (B, T) = cache
+        caches, given, (B, T) = cache
         d_out, d_states = (d_outputs[0], d_outputs[1:]) if self.return_state else (d_outputs, None)
+        if d_states and not self.stacked:
+            d_states = [d_states]
         d_seq = None
         if d_out is not None:
             d_out = np.asarray(d_out)
@@ -442,15 +489,22 @@ class RNN(KerasLayer):
                 d_seq[:, -1] = d_out
             if self.go_backwards:
                 d_seq = d_seq[:, ::-1]
-        d_state = None if not d_states else self.cell.layer.State(*d_states)
-        g = self.cell.layer.backward(native_cache, (d_seq, d_state))
-        dx = g.inputs.transpose(1, 0, 2) if self.time_major else g.inputs
-        return [dx, *g.initial_state] if given else dx
+        d_initial = [None] * len(self.cells)
+        for k in range(len(self.cells) - 1, -1, -1):
+            layer = self.cells[k].layer
+            d_state = None if not d_states else layer.State(*d_states[k])
+            g = layer.backward(caches[k], (d_seq, d_state))
+            d_initial[k] = list(g.initial_state)
+            d_seq = g.inputs
+        dx = d_seq.transpose(1, 0, 2) if self.time_major else d_seq
+        if not given:
+            return dx
+        return [dx, *d_initial] if self.stacked else [dx, *d_initial[0]]
 
     def compute_mask(self, inputs, mask=None):
         out_mask = mask if self.return_sequences else None
         if self.return_state:
-            return [out_mask] + [None] * len(self.cell.STATE_NAMES)
+            return [out_mask] + [[None] * len(c.STATE_NAMES) for c in self.cells]
         return out_mask
 
 
@@ -521,8 +575,9 @@ class Bidirectional(KerasLayer):
                             f"{type(layer).__name__}")
         if merge_mode not in _MERGE_MODES:
             raise ValueError(f"merge_mode: expected one of {_MERGE_MODES}, got {merge_mode!r}")
-        if layer.stateful:
-            raise ValueError("layer: a stateful Bidirectional layer is not supported")
+        if layer.stateful or layer.stacked:
+            raise ValueError("layer: a stateful Bidirectional layer, or one of stacked cells, is not "
+                             "supported")
         if weights is not None:
             raise ValueError("weights: not supported here; call set_weights(...) once the layer "
                              "is built (after its first call)")
