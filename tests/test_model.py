@@ -175,6 +175,8 @@ def test_graph_errors():
         m.predict([np.zeros((4, 3, 2))] * 2)
     with pytest.raises(ValueError, match="expects a list of 3 arrays"):
         m.set_weights([np.zeros(1)])
+    with pytest.raises(ValueError, match="not built yet"):
+        lk.Sequential([L.LSTM(2)]).summary()
 
 
 def test_flatten_and_pack_round_trip():

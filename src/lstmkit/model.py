@@ -447,6 +447,9 @@ class Model(Layer):
 
     def summary(self, print_fn=None, line_length=None):
         """Print Keras's table: each layer, its output shape(s) and parameter count."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet: start it with Input(shape), "
+                             "call build(input_shape), or run it on a batch first")
         print_fn = print_fn or print
         calls = collections.Counter(id(n.layer) for n in self._nodes)
         sequential_like = isinstance(self, Sequential) or (
