@@ -1,0 +1,77 @@
+"""The translator application: the demo learns, files round-trip, bad input gets clear messages."""
+import numpy as np
+import pytest
+
+from lstmkit.seq2seq.generated import demo_corpus
+from lstmkit.seq2seq.metrics import bleu_tokens, corpus_bleu
+from lstmkit.seq2seq.translator import Translator
+
+
+def test_demo_training_learns_on_reduced_settings(capsys):
+    from lstmkit.demo import run
+    accuracy = run(dict(train_size=3000, test_size=100, valid_size=50, seconds=None, max_epochs=14,
+                        hidden_size=96, learning_rate=8e-3))
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == f"exact-match accuracy: {accuracy:.1f}%"
+    assert accuracy >= 80.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    train, test = demo_corpus(200, 20, seed=3)
+    tr = Translator.build(train, tokenizer=("char", "word"), embedding_size=8, hidden_size=12,
+                          attention="general", seed=1)
+    return tr, train, test
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    tr, _, test = tiny
+    path = tr.save(tmp_path / "m.npz")
+    again = Translator.load(path)
+    sources = [s for s, _ in test[:5]]
+    a, b = tr.translate(sources, beam_size=2), again.translate(sources, beam_size=2)
+    assert [x.text for x in a] == [x.text for x in b]
+    assert again.model.config == tr.model.config
+    assert again.src_vocab.tokens == tr.src_vocab.tokens
+
+
+def test_model_file_for_another_configuration_is_refused(tiny, tmp_path):
+    tr, train, _ = tiny
+    other = Translator.build(train, tokenizer=("char", "word"), embedding_size=8, hidden_size=16,
+                             attention="general")
+    path = other.save(tmp_path / "other.npz")
+    data = dict(np.load(path))
+    data["param/output/kernel"] = data["param/output/kernel"][:, :5]     # another vocabulary
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ValueError, match="output/kernel"):
+        Translator.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "plain.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not an lstmkit translator"):
+        Translator.load(tmp_path / "plain.npz")
+
+
+def test_empty_string_translates_to_empty(tiny):
+    tr, _, test = tiny
+    out = tr.translate(["", test[0][0], "   "])
+    assert out[0].text == "" and out[2].text == "" and out[0].tokens == []
+    assert tr.translate("").text == ""
+
+
+def test_attention_heatmap_png(tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    tr, _, test = tiny
+    t = tr.translate(test[0][0], max_len=4)
+    path = tr.plot_attention(t, tmp_path / "att.png")
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bleu_matches_sacrebleu():
+    sacrebleu = pytest.importorskip("sacrebleu")
+    hyps = ["A man rides a bike .", "Two dogs play in the grass .", "a woman is cooking"]
+    refs = ["A man is riding a bike .", "Two dogs are playing in the grass .", "A woman cooks ."]
+    ours = corpus_bleu([bleu_tokens(h) for h in hyps], [bleu_tokens(r) for r in refs])
+    theirs = sacrebleu.corpus_bleu([" ".join(bleu_tokens(h)) for h in hyps],
+                                   [[" ".join(bleu_tokens(r)) for r in refs]], tokenize="none",
+                                   smooth_method="none", force=True).score
+    assert ours == pytest.approx(theirs, rel=1e-9)
+    assert corpus_bleu([["a", "b"]], [["c", "d"]]) == 0.0
