@@ -229,8 +229,9 @@ def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurr
     ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 4)), dtype)
     act, ract = codes(activation, recurrent_activation)
-    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    R = recurrent_kernel
     if _whole_loop(B, G // 4, G):
+        R = np.ascontiguousarray(R, dtype)    # BLAS inside compiled code wants contiguous arrays
         _lstm_forward(xw, R, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
@@ -329,9 +330,10 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
-    # The transposed recurrent matrix, made contiguous once rather than handled at every step.
-    RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
+    RT = recurrent_kernel.T       # NumPy's matmul takes the transposed view as it is
     if _whole_loop(B, G // 4, G):
+        # Compiled code calls BLAS on contiguous arrays: transpose once, not at every step.
+        RT = np.ascontiguousarray(RT, dtype)
         _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
     else:
         pending = np.zeros((B, G // 4), dtype)
@@ -411,8 +413,9 @@ def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, rec
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 3)), dtype)
     b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
     act, ract = codes(activation, recurrent_activation)
-    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    R = recurrent_kernel
     if _whole_loop(B, G // 3, G):
+        R = np.ascontiguousarray(R, dtype)
         _gru_forward(xw, R, b_rec, rm, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
@@ -491,8 +494,9 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
     ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
-    RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
+    RT = recurrent_kernel.T
     if _whole_loop(B, G // 3, G):
+        RT = np.ascontiguousarray(RT, dtype)
         _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms2, rm, MODES[mode], act, ract, dxw, drec)
     else:
         pending = np.zeros((B, G // 3), dtype)
