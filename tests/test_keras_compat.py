@@ -377,3 +377,28 @@ def test_stacked_cells_gradient_in_a_model(keras3, tf, rng):
     d_x = om.backward(cache, w)
     for a, b in zip(list(om.grads.values()) + d_x, k_grads):
         np.testing.assert_allclose(a, b.numpy(), atol=2e-5, rtol=1e-4)
+
+
+def test_eager_calls_carry_the_mask_like_keras(keras3):
+    ids = np.array([[3, 5, 0, 0], [1, 2, 3, 4]])
+
+    def run(ns):
+        emb = ns.Embedding(10, 4, mask_zero=True)
+        lstm = ns.LSTM(3, return_sequences=True, return_state=True)
+        dense = ns.Dense(2)
+        y = emb(ids)
+        seq, h, c = lstm(y)                         # uses the mask attached to y
+        return emb, lstm, dense, [seq, h, c, dense(seq), lstm(np.asarray(y))[0]]
+    k_emb, k_lstm, k_dense, _ = run(keras3.layers)
+    o_emb, o_lstm, o_dense, _ = run(L)
+    for o, k in ((o_emb, k_emb), (o_lstm, k_lstm), (o_dense, k_dense)):
+        o.set_weights(k.get_weights())
+    y_o, y_k = o_emb(ids), k_emb(ids)
+    np.testing.assert_array_equal(y_o._keras_mask, y_k._keras_mask.numpy())
+    seq, h, c = o_lstm(y_o)
+    theirs = k_lstm(y_k)
+    close([seq, h, c], list(theirs))
+    np.testing.assert_array_equal(o_dense(seq)._keras_mask, k_dense(theirs[0])._keras_mask.numpy())
+    assert getattr(h, "_keras_mask", None) is None and getattr(seq * 2, "_keras_mask", None) is None
+    assert not np.allclose(o_lstm(np.asarray(y_o))[0], seq)        # without the mask: different
+    assert repr(seq).startswith("array(")

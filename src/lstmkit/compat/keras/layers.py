@@ -117,7 +117,26 @@ class KerasLayer(Layer):
             kwargs.pop("training", None)
             return symbolic_call(self, args, kwargs)
         training = bool(kwargs.pop("training", False) or False)
-        return self.forward(*args, training=training, **kwargs)[0]
+        if not self.supports_masking:
+            return self.forward(*args, training=training, **kwargs)[0]
+        # Eager masking as Keras 3's: a mask attached to the only array argument is used, and the
+        # outputs get the mask compute_mask gives.
+        arrays = [a for a in list(args) + [v for k, v in kwargs.items() if k != "mask"]
+                  if any(isinstance(t, np.ndarray) for t in _leaves(a))]
+        if kwargs.get("mask") is None and len(arrays) == 1:
+            mask = _attached_mask(arrays[0])
+            if mask is not None:
+                kwargs["mask"] = mask
+        previous = kwargs.get("mask")
+        if previous is None and args:
+            previous = _attached_mask(args[0])
+        out = self.forward(*args, training=training, **kwargs)[0]
+        out_mask = self.compute_mask(args[0], previous) if args else None
+        if isinstance(out, list):
+            masks = out_mask if isinstance(out_mask, list) else [out_mask]
+            masks = masks + [None] * (len(out) - len(masks))
+            return [_attach(o, m) if not isinstance(m, list) else o for o, m in zip(out, masks)]
+        return _attach(out, out_mask)
 
     def compute_mask(self, inputs, mask=None):
         return mask if self.supports_masking else None
@@ -129,6 +148,41 @@ def _initializer(value):
         return "".join("_" + ch.lower() if ch.isupper() and i else ch.lower()
                        for i, ch in enumerate(value))
     return value
+
+
+class MaskedArray(np.ndarray):
+    """An array returned by a Keras-named layer with Keras's mask attached as ``_keras_mask``
+    ((batch, time) booleans, True at valid steps), as Keras 3 attaches it to eager tensors: the
+    next layer called on it uses the mask. Anything computed from it carries no mask."""
+
+    _keras_mask = None
+
+    def __array_finalize__(self, obj):
+        pass      # results of NumPy operations on it are not masked
+
+    def __repr__(self):
+        return repr(self.view(np.ndarray))
+
+
+def _attach(out, mask):
+    if mask is None or not isinstance(out, np.ndarray):
+        return out
+    out = out.view(MaskedArray)
+    out._keras_mask = np.asarray(mask, dtype=bool)
+    return out
+
+
+def _leaves(value):
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def _attached_mask(value):
+    if isinstance(value, (list, tuple)):
+        masks = [_attached_mask(v) for v in value]
+        return None if all(m is None for m in _leaves(masks)) else masks
+    return getattr(value, "_keras_mask", None)
 
 
 # -- activations by Keras's names (softmax included) -------------------------------------------------
@@ -504,6 +558,8 @@ class RNN(KerasLayer):
     def compute_mask(self, inputs, mask=None):
         out_mask = mask if self.return_sequences else None
         if self.return_state:
+            if not self.stacked:
+                return [out_mask] + [None] * len(self.cell.STATE_NAMES)
             return [out_mask] + [[None] * len(c.STATE_NAMES) for c in self.cells]
         return out_mask
 
