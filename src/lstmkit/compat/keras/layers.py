@@ -22,7 +22,8 @@ from ...kernels import activations as _activations
 from ...kernels.softmax import softmax_backward, softmax_forward
 from ...layers import core as _core
 from ...layers import recurrent as _rnn
-from ...layers.base import Layer, as_float_input
+from ...layers.base import Layer as _NativeLayer
+from ...layers.base import as_float_input
 from ...model import Input as _Input
 from ...model import InputLayer
 from ...model import is_symbolic, probing, symbolic_call
@@ -51,7 +52,7 @@ def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, 
     return _Input(shape, dtype=dtype or "float32", name=name, batch_size=batch_size)
 
 
-class KerasLayer(Layer):
+class KerasLayer(_NativeLayer):
     """Base of the Keras-named layers: Keras's call convention (``layer(inputs, **kwargs)``, symbolic
     or eager), Keras's base arguments, and masks. ``params``/``grads`` are the wrapped native
     layer's (the same arrays), so ``get_weights()`` is in Keras's order."""
@@ -964,3 +965,4 @@ class Concatenate(KerasLayer):
         return np.any(np.concatenate(masks, axis=self.axis), axis=-1)
 
 
+Layer = KerasLayer   # keras.layers.Layer: the base class of every layer here
