@@ -334,11 +334,12 @@ def test_fit_masks_the_loss_like_keras(keras3, rng):
     om = build(L, lk, lstmkit.optim.SGD(0.5))
     om.set_weights(km.get_weights())
     np.testing.assert_allclose(om.evaluate(ids, tags), km.evaluate(ids, tags, verbose=0), atol=1e-5)
-    kh = km.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0)
-    oh = om.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0)
+    kh = km.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0, validation_split=0.5)
+    oh = om.fit(ids, tags, batch_size=3, epochs=2, shuffle=False, verbose=0, validation_split=0.5)
     for a, b in zip(om.get_weights(), km.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(oh.history["loss"], kh.history["loss"], atol=1e-4, rtol=1e-4)
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(oh.history[key], kh.history[key], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
