@@ -244,19 +244,22 @@ def test_lstm_initial_state_with_one_array_says_h_and_c(seqs):
 
 
 def test_tf1_ordered_state_is_caught(rng, seqs):
-    ref = L.LSTM(4, return_state=True)
+    ref = L.LSTM(8, return_state=True)
     _, h, c = ref(seqs * 3)
-    out = L.LSTM(4)(seqs, initial_state=[h, c])                 # Keras's order: fine
-    assert out.shape == (3, 4)
+    out = L.LSTM(8)(seqs, initial_state=[h, c])                 # Keras's order: fine
+    assert out.shape == (3, 8)
     with pytest.raises(ValueError, match=r"\(c, h\) in TF1's order"):
-        L.LSTM(4)(seqs, initial_state=[c, h])
+        L.LSTM(8)(seqs, initial_state=[c, h])
     named = lstmkit.LSTMState(h=h, c=c)                        # a named state is never ambiguous
-    np.testing.assert_array_equal(L.LSTM(4, seed=1)(seqs, initial_state=named).shape, (3, 4))
+    np.testing.assert_array_equal(L.LSTM(8, seed=1)(seqs, initial_state=named).shape, (3, 8))
+    zeros = np.zeros_like(h)                                   # legitimate starts are accepted
+    for state in ([h, zeros], [zeros, c], [h, h], [np.tanh(c), c]):
+        assert L.LSTM(8)(seqs, initial_state=state).shape == (3, 8)
 
     class LSTMStateTuple(tuple):
         _fields = ("c", "h")
     with pytest.raises(TypeError, match="LSTMStateTuple"):
-        L.LSTM(4)(seqs, initial_state=LSTMStateTuple((c, h)))
+        L.LSTM(8)(seqs, initial_state=LSTMStateTuple((c, h)))
     with pytest.raises(ValueError, match=r"initial_state\[0\] \(h\).*\(3, 4\).*\[h, c\]"):
         L.LSTM(4)(seqs, initial_state=[np.zeros((3, 4), "float32"), np.zeros((3, 2), "float32")][::-1])
 

@@ -326,8 +326,10 @@ def _looks_like_c_h(first, second):
     """True when ``[first, second]`` cannot be an LSTM's ``[h, c]`` but ``[second, first]`` can.
 
     An LSTM (tanh activation) gives h = o * tanh(c) with 0 < o < 1: |h| <= |tanh(c)|, same sign, at
-    every element. Zero states and states from a real LSTM pass; it needs 8+ elements to speak."""
-    if first.size < 8:
+    every element. States from a real LSTM pass. It speaks only on 16+ elements (agreeing signs by
+    chance are then unlikely) and when the would-be h has no zero (``[h, zeros]`` is a legitimate
+    start whose swap fits trivially)."""
+    if first.size < 16 or not np.all(second != 0):
         return False
 
     def fits(h, c):
