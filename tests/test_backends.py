@@ -52,11 +52,14 @@ def assert_same(ref, got, dtype):
         np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol * scale, err_msg=key)
 
 
-@pytest.fixture(params=["whole_loop", "stepwise"])
+@pytest.fixture(params=["whole_loop", "stepwise", "stepwise_transposed"])
 def loop_kind(request, monkeypatch):
-    """The compiled path runs the whole loop compiled (small shapes) or steps from Python (large)."""
-    if request.param == "stepwise":
+    """The compiled path runs the whole loop compiled (small shapes) or steps from Python (large),
+    computing the recurrent product as h @ W or as (W.T @ h.T).T."""
+    if request.param != "whole_loop":
         monkeypatch.setattr(numba_loops, "SMALL", 0)
+    monkeypatch.setattr(numba_loops, "_transposed_product",
+                        lambda B, U, T: request.param == "stepwise_transposed")
     return request.param
 
 
