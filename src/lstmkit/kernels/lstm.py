@@ -54,6 +54,7 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     prev_out = np.zeros((B, U), dtype)
     loops = backend.compiled_loops(dtype, activation, recurrent_activation)
     if loops is not None:
+        gates = xw   # activated in place: one (T, B, 4U) buffer instead of two
         h, c = loops.lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
                                   recurrent_activation, gates, hs, cs, act_c, outs)
     else:

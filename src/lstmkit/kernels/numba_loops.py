@@ -190,7 +190,8 @@ class _RecurrentProduct:
 # ----------------------------------------------------------------------------- LSTM
 @njit(**JIT)
 def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
-    """One step's gates and state from z = h_{t-1} @ recurrent_kernel (B, 4U); state in hs[t], cs[t]."""
+    """One step's gates and state from z = h_{t-1} @ recurrent_kernel (B, 4U); state in hs[t], cs[t].
+    ``gates`` may be ``xw`` itself (activated in place)."""
     B, G = z.shape
     U = G // 4
     has_mask = ms.shape[0] > 0
