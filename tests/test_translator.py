@@ -9,7 +9,7 @@ from lstmkit.seq2seq.translator import Translator
 
 def test_demo_training_learns_on_reduced_settings(capsys):
     from lstmkit.demo import run
-    accuracy = run(dict(train_size=3000, test_size=100, valid_size=50, seconds=None, max_epochs=14,
+    accuracy = run(dict(train_size=3000, test_size=100, valid_size=50, seconds=None, max_epochs=20,
                         hidden_size=96, learning_rate=8e-3))
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1] == f"exact-match accuracy: {accuracy:.1f}%"
@@ -75,3 +75,35 @@ def test_bleu_matches_sacrebleu():
                                    smooth_method="none", force=True).score
     assert ours == pytest.approx(theirs, rel=1e-9)
     assert corpus_bleu([["a", "b"]], [["c", "d"]]) == 0.0
+
+
+def test_cli_train_translate_eval(tmp_path, capsys):
+    from lstmkit.cli import main
+    train, _ = demo_corpus(120, 10, seed=5)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{de}\t{en}\n" for de, en in train), encoding="utf-8")
+    model = tmp_path / "m.npz"
+    main(["translate", "train", "--tsv", str(tsv), "--out", str(model), "--epochs", "1",
+          "--hidden-size", "16", "--embedding-size", "8", "--merges", "50", "--batch-size", "32"])
+    assert model.exists()
+    capsys.readouterr()
+    main(["translate", "translate", "--model", str(model), "einundzwanzig", "", "--beam-size", "2"])
+    lines = capsys.readouterr().out.split("\n")
+    assert len(lines) == 3 and lines[1] == ""          # the empty sentence gives an empty line
+    main(["translate", "eval", "--model", str(model), "--tsv", str(tsv), "--beam-size", "1"])
+    assert "bleu_lowercase_tokenized:" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_file_that_is_not_a_translator(tmp_path):
+    from lstmkit.cli import main
+    np.savez(tmp_path / "x.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not an lstmkit translator"):
+        main(["translate", "translate", "--model", str(tmp_path / "x.npz"), "Hallo"])
+
+
+def test_cli_help_lists_the_three_actions(capsys):
+    from lstmkit.cli import main
+    with pytest.raises(SystemExit):
+        main(["translate", "--help"])
+    out = capsys.readouterr().out
+    assert "train" in out and "eval" in out and "lstmkit translate translate --model" in out

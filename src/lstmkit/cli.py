@@ -16,6 +16,8 @@ def main(argv=None):
     demo.set_defaults(func=_demo)
     from .explain import add_parser as add_explain_parser
     add_explain_parser(sub)
+    from .seq2seq.cli import add_parser as add_translate_parser
+    add_translate_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
