@@ -95,3 +95,17 @@ def test_download_with_wrong_checksum_keeps_nothing(server, tmp_path):
     assert not (cache / "val.de.gz").exists()
     with pytest.raises(OSError, match="could not download"):
         multi30k("train", cache_dir=cache, base_url=url, checksums={})
+
+
+def test_bpe_on_multi30k_detokenizes_exactly(multi30k_dir):
+    from lstmkit.seq2seq.text import BPETokenizer
+    val = multi30k("val", data_dir=multi30k_dir)
+    test = multi30k("test_2016_flickr", data_dir=multi30k_dir)
+    for side in (0, 1):
+        bpe = BPETokenizer.learn([p[side] for p in val], num_merges=500)
+        assert len(bpe.merges) == 500
+        for pair in test:
+            text = pair[side]
+            assert bpe.decode(bpe.encode(text)) == " ".join(text.split())
+        # learned subwords shorten the text: fewer tokens than characters
+        assert sum(len(bpe.encode(p[side])) for p in test) < 0.5 * sum(len(p[side]) for p in test)
