@@ -194,6 +194,28 @@ def worst(rows):
     return best
 
 
+def summary(rows, peak):
+    """Lines measuring the rows against the targets of the speed issue."""
+    def ratios(mode, peer, pred=lambda r: True):
+        return [ratio(r, peer) for r in rows if r["mode"] == mode and pred(r) and ratio(r, peer)]
+
+    def count(rs, at_least):
+        return f"{sum(x >= at_least for x in rs)}/{len(rs)} cases (min {min(rs):.2f}x, median " \
+               f"{float(np.median(rs)):.2f}x, max {max(rs):.2f}x)" if rs else "no cases"
+    lines = []
+    for peer, name in [("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime"), ("keras", "Keras 3")]:
+        lines.append(f"- forward >= 1.0x {name}: {count(ratios('fwd', peer), 1.0)}")
+    lines.append(f"- forward+backward >= 1.0x PyTorch: {count(ratios('fwdbwd', 'torch'), 1.0)}")
+    lines.append(f"- forward+backward >= 2.0x PyTorch at B <= 8: "
+                 f"{count(ratios('fwdbwd', 'torch', lambda r: r['B'] <= 8), 2.0)}")
+    lines.append(f"- forward+backward >= 1.0x Keras 3: {count(ratios('fwdbwd', 'keras'), 1.0)}")
+    if rows:
+        big = max(rows, key=lambda r: (r["B"] * r["T"] * r["H"], r["mode"] == "fwdbwd"))
+        lines.append(f"- largest case ({big['cell']} {big['mode']} B={big['B']} T={big['T']} H={big['H']}): "
+                     f"{big['gflops']:.1f} GFLOP/s = {100 * big['gflops'] / peak:.0f}% of the matmul peak")
+    return lines
+
+
 def write_results(path, args, rows, skipped, peak, mem, s2s, command):
     w = worst(rows)
     lines = [
@@ -210,6 +232,7 @@ def write_results(path, args, rows, skipped, peak, mem, s2s, command):
         "by more than 1e-4.", "",
         HEADER, *[format_row(r, peak) for r in rows], "",
     ]
+    lines += ["Against the targets:", "", *summary(rows, peak), ""]
     if w:
         r, peer, row = w
         lines += [f"Worst case: {row['cell']} {row['mode']} B={row['B']} T={row['T']} H={row['H']}: "
@@ -265,6 +288,7 @@ def main(argv=None):
     if w:
         print(f"worst: {w[2]['cell']} {w[2]['mode']} B={w[2]['B']} T={w[2]['T']} H={w[2]['H']}: "
               f"{w[0]:.2f}x {w[1]}")
+    print("\n".join(summary(rows, peak)))
     mem = {} if args.no_memory else memory(args)
     if mem:
         print("peak training memory:", mem)
