@@ -17,6 +17,7 @@ import numpy as np
 
 from ..train import Callback
 from .batching import BucketBatches, make_batch
+from .blas import single_threaded_blas
 from .model import Seq2Seq
 from .search import beam_search, greedy_search
 from .text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer, tokenizer_from_config
@@ -99,8 +100,8 @@ class Translator:
         """Train with ``lstmkit.train.fit``: Adam with global-norm clipping, a learning rate with an
         optional linear warm-up (``warmup_steps``) and inverse-square-root decay (``decay``: the
         steps after which the rate is halved / 3), length-bucketed batches; best-on-validation and
-        resumable checkpoints through ``callbacks``, ``checkpoint`` and ``resume``. Returns the
-        History."""
+        resumable checkpoints through ``callbacks``, ``checkpoint`` and ``resume``. BLAS runs on one
+        thread meanwhile (see ``blas.py``: faster for models this small). Returns the History."""
         from .. import optim, train
         data = BucketBatches(self.examples(train_pairs, max_length=max_length), batch_size, seed=seed)
         valid = None
@@ -111,9 +112,10 @@ class Translator:
             if warmup_steps:
                 lr = optim.LinearWarmup(lr, warmup_steps)
             optimizer = optim.Adam(learning_rate=lr, global_clipnorm=global_clipnorm)
-        return train.fit(self.model, data, optimizer=optimizer, epochs=epochs, validation_data=valid,
-                         callbacks=list(callbacks), checkpoint=checkpoint,
-                         checkpoint_every=checkpoint_every, resume=resume, verbose=verbose)
+        with single_threaded_blas():
+            return train.fit(self.model, data, optimizer=optimizer, epochs=epochs,
+                             validation_data=valid, callbacks=list(callbacks), checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume, verbose=verbose)
 
     # -- translating ------------------------------------------------------------------------------
     def translate(self, sentences, *, beam_size=1, length_normalization=1.0, max_len=None,
@@ -128,6 +130,13 @@ class Translator:
         src_tokens = [self.src_tokenizer.encode(s) for s in items]
         results = [Translation("", [], toks, 0.0, None) for toks in src_tokens]
         todo = sorted((i for i, t in enumerate(src_tokens) if t), key=lambda i: len(src_tokens[i]))
+        with single_threaded_blas():
+            self._translate_batches(todo, src_tokens, results, beam_size, length_normalization,
+                                    max_len, batch_size)
+        return results[0] if single else results
+
+    def _translate_batches(self, todo, src_tokens, results, beam_size, length_normalization,
+                           max_len, batch_size):
         for start in range(0, len(todo), batch_size):
             idx = todo[start:start + batch_size]
             batch = make_batch([(self.src_vocab.encode(src_tokens[i]), [0]) for i in idx])
@@ -140,7 +149,6 @@ class Translator:
                 toks = self.tgt_vocab.decode(h.tokens)
                 results[i] = Translation(self.tgt_tokenizer.decode(toks), toks, src_tokens[i],
                                          h.score, h.attention)
-        return results[0] if single else results
 
     def evaluate(self, pairs, *, beam_size=1, length_normalization=1.0, batch_size=64):
         """Translate the sources of ``pairs`` and score against their targets: ``exact_match`` (%),
