@@ -55,7 +55,7 @@ def assert_same(ref, got, dtype):
 @pytest.fixture(params=["whole_loop", "stepwise", "stepwise_transposed"])
 def loop_kind(request, monkeypatch):
     """The compiled path runs the whole loop compiled (small shapes) or steps from Python (large),
-    computing the recurrent product as h @ W or as (W.T @ h.T).T."""
+    computing the backward's recurrent product as d @ W.T or as (W @ d.T).T."""
     if request.param != "whole_loop":
         monkeypatch.setattr(numba_loops, "SMALL", 0)
     monkeypatch.setattr(numba_loops, "_transposed_product",
