@@ -107,3 +107,29 @@ def test_cli_help_lists_the_three_actions(capsys):
         main(["translate", "--help"])
     out = capsys.readouterr().out
     assert "train" in out and "eval" in out and "lstmkit translate translate --model" in out
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    train, _ = demo_corpus(96, 4, seed=6)
+
+    def fresh():
+        return Translator.build(train, tokenizer=("char", "word"), embedding_size=6, hidden_size=8,
+                                attention="additive", dropout=0.2, seed=2)
+    straight = fresh()
+    straight.fit(train, epochs=2, batch_size=32, learning_rate=1e-2, verbose=0)
+    ckpt = tmp_path / "run.npz"
+    first = fresh()
+    first.fit(train, epochs=1, batch_size=32, learning_rate=1e-2, verbose=0, checkpoint=ckpt)
+    resumed = fresh()
+    resumed.fit(train, epochs=2, batch_size=32, learning_rate=1e-2, verbose=0, checkpoint=ckpt,
+                resume=ckpt)
+    for k, v in straight.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[k], v, err_msg=k)
+
+
+def test_unknown_characters_translate_without_error(tiny):
+    tr, _, _ = tiny
+    out = tr.translate("Ein 漢字 Mann")
+    assert isinstance(out.text, str)
+    assert "▁漢" in out.source_tokens
+    assert 1 in tr.encode_source("Ein 漢字 Mann")        # <unk>
