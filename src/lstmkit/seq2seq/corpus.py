@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import urllib.request
 from pathlib import Path
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
@@ -103,6 +102,7 @@ def sha256(path):
 
 def download(url, path, expected_sha256=None, *, timeout=60):
     """Fetch ``url`` to ``path`` (atomically, via a temporary file) and verify its SHA-256."""
+    import urllib.request   # only when downloading: slow to import
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
