@@ -195,3 +195,15 @@ def test_bucket_batches_cover_every_example_once():
     seen = sorted(int(n) for b in data.epoch(3) for n in b.src_lengths)
     assert seen == list(range(1, 41))
     assert isinstance(next(iter(data.epoch(0))), Seq2SeqBatch)
+
+
+def test_state_passing_hands_h_and_c_of_every_layer_at_the_last_valid_step(rng):
+    model = small("sutskever")                       # 2 layers, no attention, no bridge
+    batch = random_batch(rng)
+    ds = model.start(batch.src, batch.src_lengths)
+    x = model.src_embedding(batch.src)
+    for b, n in enumerate(batch.src_lengths):        # each sentence alone, unpadded
+        alone = model.encoder(x[b:b + 1, :n])
+        np.testing.assert_allclose(ds.lstm.h[:, b], alone.h[:, 0], rtol=1e-12)
+        np.testing.assert_allclose(ds.lstm.c[:, b], alone.c[:, 0], rtol=1e-12)
+    assert ds.lstm.h.shape == (2, 3, 6) and not np.allclose(ds.lstm.h, ds.lstm.c)
