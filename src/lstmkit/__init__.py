@@ -8,13 +8,26 @@ The native API returns named results, so there is nothing to guess::
 """
 from .layers import (GRU, LSTM, Bidirectional, BidirectionalResult, Dense, Dropout, Embedding,
                      HiddenState, Layer, LSTMState, RecurrentGrads, RecurrentResult, SimpleRNN)
-from . import layouts   # NumPy only: cheap
-from . import losses, optim, train   # NumPy only: cheap
-
-from .explain import explain
+from .explain import explain   # after this, lstmkit.explain is the function, not its module
 
 __version__ = "0.1.0"
 
+# Loaded on first use, so that `import lstmkit` costs little more than importing NumPy.
+_SUBMODULES = ("layouts", "losses", "optim", "train", "model", "keras", "interop", "seq2seq",
+               "compat", "kernels")
+
+
+def __getattr__(name):
+    import importlib
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
+
+
 __all__ = ["LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Embedding", "Dropout", "Layer",
            "LSTMState", "HiddenState", "RecurrentResult", "BidirectionalResult", "RecurrentGrads",
-           "explain", "losses", "optim", "train"]
+           "explain", "layouts", "losses", "optim", "train"]
