@@ -105,6 +105,7 @@ def _sigmoid_impl(x):
 @njit(**JIT)
 def _activate(v, code):
     """v[j] = f(v[j]) in place for the activation numbered ``code`` (loop per code: vectorizable)."""
+    # Constants built from one of v's dtype: a Python float literal would promote float32 to float64.
     one = v.dtype.type(1.0)
     zero = one - one
     if code == 0:
