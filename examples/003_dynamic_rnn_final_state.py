@@ -37,7 +37,7 @@ print("outputs:", output_.shape, " final_state.c:", final_state_.c.shape,
       " final_state.h:", final_state_.h.shape)
 for i, n in enumerate(lengths_):
     # h of the final state is the output at each sequence's LAST VALID step, not at step T-1
-    same = np.allclose(final_state_.h[i], output_[i, n - 1], rtol=0, atol=1e-6)
+    same = np.array_equal(final_state_.h[i], output_[i, n - 1])
     zeros = not output_[i, n:].any()
     print(f"sequence {i}: length {n}: final_state.h[{i}] == output[{i}][{n - 1}]: {same}; "
           f"outputs past the length are zero: {zeros}")

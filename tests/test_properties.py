@@ -144,3 +144,16 @@ def test_zero_length_sequences_output_zero_and_keep_the_initial_state(problem):
     np.testing.assert_array_equal(res.outputs[0], 0)
     for f in layer.State._fields:
         np.testing.assert_array_equal(getattr(res.state, f)[..., 0, :], getattr(state0, f)[..., 0, :])
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("masked_output", ["zero", "repeat"])
+@pytest.mark.parametrize("cls", [lstmkit.LSTM, lstmkit.GRU, lstmkit.SimpleRNN])
+def test_final_h_is_bit_equal_to_the_last_valid_output(cls, masked_output, reverse, kernel_backend):
+    # The identity seed 003 is about: final_state.h[i] == outputs[i, length_i - 1], exactly (as TF's).
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(32, 7, 5)).astype(np.float32)
+    lengths = rng.integers(1, 8, size=32)
+    res = cls(16, seed=1, masked_output=masked_output, reverse=reverse)(x, lengths=lengths)
+    last = np.zeros_like(lengths) if reverse else lengths - 1
+    np.testing.assert_array_equal(res.h, res.outputs[np.arange(32), last])

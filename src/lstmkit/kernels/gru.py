@@ -81,7 +81,7 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
             m = None if ms is None else ms[t]
             masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
             prev_out = outs[t]
-            h = h_new if m is None else h + m * (h_new - h)
+            h = h_new if m is None else np.where(m != 0, h_new, h)   # select: exact final state
             hs[t + 1] = h
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, reset_after, gates, rh_all, hs,
              rmask, reverse, masked_output_mode, activation, recurrent_activation)

@@ -75,8 +75,9 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
             if m is None:
                 h, c = h_new, c_new
             else:
-                h = h + m * (h_new - h)
-                c = c + m * (c_new - c)
+                valid = m != 0   # select, not blend: the final state is bit-equal to the last output
+                h = np.where(valid, h_new, h)
+                c = np.where(valid, c_new, c)
             hs[t + 1], cs[t + 1] = h, c
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs, act_c, rmask,
              reverse, masked_output_mode, activation, recurrent_activation)

@@ -227,9 +227,10 @@ def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratc
                 out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
             else:
                 prev = outs[t - 1, b, j] if t > 0 else zero
-                out[j] = prev + m * (h_new - prev)
-            h_next[j] = h_prev[j] + m * (h_new - h_prev[j])
-            c_next[j] = c_prev[j] + m * (c_new[j] - c_prev[j])
+                out[j] = h_new if m != zero else prev
+            # Select, not blend: the final state is bit-equal to the last valid output.
+            h_next[j] = h_new if m != zero else h_prev[j]
+            c_next[j] = c_new[j] if m != zero else c_prev[j]
 
 
 @njit(**JIT)
@@ -412,8 +413,8 @@ def _gru_step(t, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
                 out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
             else:
                 prev = outs[t - 1, b, j] if t > 0 else zero
-                out[j] = prev + m * (h_new - prev)
-            h_next[j] = h_prev[j] + m * (h_new - h_prev[j])
+                out[j] = h_new if m != zero else prev
+            h_next[j] = h_new if m != zero else h_prev[j]
 
 
 @njit(**JIT)

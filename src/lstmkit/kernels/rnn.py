@@ -37,7 +37,7 @@ def rnn_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reverse=False,
         m = None if ms is None else ms[t]
         masked_output(outs[t], new[t], prev_out, m, masked_output_mode)
         prev_out = outs[t]
-        h = new[t] if m is None else h + m * (new[t] - h)
+        h = new[t] if m is None else np.where(m != 0, new[t], h)   # select: exact final state
         hs[t + 1] = h
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, new, hs, rmask, reverse,
              masked_output_mode, activation)

@@ -44,7 +44,7 @@ def masked_output(out, new, prev_out, m, mode):
         np.multiply(new, m, out=out)
         out += 0.0   # -0.0 * 0 would print as -0.
     else:  # repeat
-        out[...] = prev_out + m * (new - prev_out)
+        out[...] = np.where(m != 0, new, prev_out)
 
 
 def output_grad(d_out_t, m, mode, pending):
