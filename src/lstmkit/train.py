@@ -102,44 +102,59 @@ class Supervised:
                             f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
         return batch[0], batch[1], batch[2] if len(batch) == 3 else None
 
+    def output_mask(self, cache):
+        """Which prediction positions count, (B, T) bool, or None for all. A model whose outputs
+        carry a mask (Keras's ``Embedding(mask_zero=True)``) overrides this."""
+        return None
+
     def _run(self, batch, training):
         x, y, sw = self._unpack(batch)
         out, cache = self.model.forward(x, training=training)
         wrapped = not isinstance(out, np.ndarray) and hasattr(out, "outputs")
         y_pred = out.outputs if wrapped else out
-        value, lcache = self.loss.forward(y_pred, y, sw)
-        logs = {"loss": float(value), "tokens": self._tokens(y_pred, y)}
+        mask = self.output_mask(cache)
+        value, lcache = self.loss.forward(y_pred, y, sw, mask=mask)
+        tokens = np.prod(np.shape(y_pred)[:-1]) if mask is None else np.count_nonzero(mask)
+        ignore = self._ignored(y)
+        if ignore is not None:
+            tokens = np.count_nonzero(~ignore if mask is None else ~ignore & np.asarray(mask, bool))
+        logs = {"loss": float(value), "tokens": int(tokens)}
         for m in self.metrics:
             if callable(m):
                 logs[getattr(m, "__name__", "metric")] = float(m(y_pred, y))
             else:
-                logs["accuracy"] = self._accuracy(y_pred, y)
+                logs["accuracy"] = self._accuracy(y_pred, y, mask)
         return logs, (cache, lcache, wrapped)
 
-    def _valid(self, y):
+    def _ignored(self, y):
+        """(B, T) True at labels equal to the loss's ``ignore_index``, or None."""
         ignore = getattr(self.loss, "ignore_index", None)
-        return None if ignore is None else np.asarray(y) != ignore
+        if ignore is None:
+            return None
+        y = np.asarray(y)
+        return (y[..., 0] if y.ndim > 1 and y.shape[-1] == 1 else y) == ignore
 
-    def _tokens(self, y_pred, y):
-        valid = self._valid(y)
-        return int(np.prod(np.shape(y_pred)[:-1])) if valid is None else int(np.count_nonzero(valid))
-
-    def _accuracy(self, y_pred, y):
+    def _accuracy(self, y_pred, y, mask):
         y = np.asarray(y)
         if isinstance(self.loss, _losses.SparseCategoricalCrossentropy):
             if y.shape == y_pred.shape[:-1] + (1,):
                 y = y[..., 0]
-            hit, valid = np.argmax(y_pred, axis=-1) == y, self._valid(y)
+            hit = np.argmax(y_pred, axis=-1) == y
         elif isinstance(self.loss, _losses.CategoricalCrossentropy):
-            hit, valid = np.argmax(y_pred, axis=-1) == np.argmax(y, axis=-1), None
+            hit = np.argmax(y_pred, axis=-1) == np.argmax(y, axis=-1)
         elif isinstance(self.loss, _losses.BinaryCrossentropy):
             threshold = 0.0 if self.loss.from_logits else 0.5
-            hit, valid = (y_pred > threshold) == (y > 0.5), None
+            hit = (y_pred > threshold) == (y > 0.5)
         else:
             raise ValueError(f"metrics: 'accuracy' needs a cross-entropy loss, got {self.loss!r}")
-        if valid is not None:
-            return float(hit[valid].mean()) if valid.any() else 0.0
-        return float(np.mean(hit))
+        valid = None if mask is None else np.asarray(mask, bool)
+        ignore = self._ignored(y)
+        if ignore is not None:
+            valid = ~ignore if valid is None else valid & ~ignore
+        if valid is None:
+            return float(np.mean(hit))
+        valid = np.broadcast_to(valid.reshape(valid.shape + (1,) * (hit.ndim - valid.ndim)), hit.shape)
+        return float(hit[valid].mean()) if valid.any() else 0.0
 
     def train_step(self, batch):
         logs, (cache, lcache, wrapped) = self._run(batch, training=True)

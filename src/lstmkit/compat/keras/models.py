@@ -9,6 +9,7 @@
 import numpy as np
 
 from ... import model as _model
+from ... import train
 
 __all__ = ["Model", "Sequential"]
 
@@ -19,7 +20,6 @@ class _Arrays:
     with ``x`` one array or a list (as the model takes it)."""
 
     def __init__(self, x, y, sample_weight, batch_size, shuffle, seed):
-        from ... import train
         self.multi = isinstance(x, (list, tuple))
         self.x = [np.asarray(a) for a in x] if self.multi else [np.asarray(x)]
         self.y = np.asarray(y)
@@ -41,76 +41,13 @@ class _Arrays:
             yield batch if self.sw is None else batch + (self.sw[rows],)
 
 
-class _Trainable:
-    """lstmkit.train's trainable for a compiled model: as ``train.Supervised``, plus Keras's rule
-    that the mask an output carries (from ``Embedding(mask_zero=True)`` or ``Masking`` through
-    ``return_sequences`` layers) masks the loss -- the mean over valid positions -- and the metrics."""
+class _MaskedSupervised(train.Supervised):
+    """``train.Supervised`` plus Keras's rule that the mask an output carries (from
+    ``Embedding(mask_zero=True)`` or ``Masking`` through ``return_sequences`` layers) masks the loss --
+    the mean over valid positions -- and the metrics."""
 
-    def __init__(self, model, loss, metrics):
-        from ... import losses
-        self.model, self.loss = model, losses.get(loss)
-        if isinstance(metrics, str) or callable(metrics):
-            metrics = [metrics]
-        for m in metrics:
-            if not callable(m) and m not in ("accuracy", "acc"):
-                raise ValueError(f"metrics: expected 'accuracy' or callables f(y_pred, y_true), "
-                                 f"got {m!r}")
-        self.metrics = list(metrics)
-
-    @property
-    def params(self):
-        return self.model.params
-
-    @property
-    def grads(self):
-        return self.model.grads
-
-    def zero_grad(self):
-        self.model.zero_grad()
-
-    def rngs(self):
-        from ... import train
-        return train.collect_rngs(self.model)
-
-    def _run(self, batch, training):
-        x, y, *weight = batch
-        y_pred, cache = self.model.forward(x, training=training)
-        mask = cache.output_masks
-        value, loss_cache = self.loss.forward(y_pred, y, weight[0] if weight else None, mask=mask)
-        logs = {"loss": float(value),
-                "tokens": int(np.prod(y_pred.shape[:-1]) if mask is None else np.count_nonzero(mask))}
-        for m in self.metrics:
-            if callable(m):
-                logs[getattr(m, "__name__", "metric")] = float(m(y_pred, y))
-            else:
-                logs["accuracy"] = self._accuracy(y_pred, np.asarray(y), mask)
-        return logs, (cache, loss_cache)
-
-    def _accuracy(self, y_pred, y, mask):
-        from ... import losses
-        if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
-            if y.shape == y_pred.shape[:-1] + (1,):
-                y = y[..., 0]
-            hit = np.argmax(y_pred, axis=-1) == y
-        elif isinstance(self.loss, losses.CategoricalCrossentropy):
-            hit = np.argmax(y_pred, axis=-1) == np.argmax(y, axis=-1)
-        elif isinstance(self.loss, losses.BinaryCrossentropy):
-            hit = (y_pred > (0.0 if self.loss.from_logits else 0.5)) == (y > 0.5)
-        else:
-            raise ValueError(f"metrics: 'accuracy' needs a cross-entropy loss, got {self.loss!r}")
-        if mask is not None:
-            mask = np.broadcast_to(np.asarray(mask).reshape(mask.shape + (1,) * (hit.ndim - mask.ndim)),
-                                   hit.shape)
-            return float(hit[mask].mean()) if mask.any() else 0.0
-        return float(np.mean(hit))
-
-    def train_step(self, batch):
-        logs, (cache, loss_cache) = self._run(batch, training=True)
-        self.model.backward(cache, self.loss.backward(loss_cache))
-        return logs
-
-    def eval_step(self, batch):
-        return self._run(batch, training=False)[0]
+    def output_mask(self, cache):
+        return cache.output_masks
 
 
 class _Training:
@@ -129,7 +66,7 @@ class _Training:
                              "outputs use lstmkit.train with model.forward/backward")
         self.optimizer = optim.get(optimizer)
         self.loss = losses.get(loss)
-        self._trainable = _Trainable(self, self.loss, metrics or ())
+        self._trainable = _MaskedSupervised(self, self.loss, metrics or ())
         self._fit_calls = 0
 
     def _compiled(self, what):
@@ -140,7 +77,6 @@ class _Training:
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, sample_weight=None, **kwargs):
         """Train; returns a History whose ``history`` maps each metric to its per-epoch values."""
-        from ... import train
         trainable = self._compiled("fit")
         if kwargs:
             raise ValueError(f"fit: unsupported argument(s) {sorted(kwargs)}")
@@ -170,7 +106,6 @@ class _Training:
     def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None,
                  return_dict=False, **kwargs):
         """The loss (and metrics) over ``(x, y)``: a float, or ``[loss, *metrics]`` as Keras."""
-        from ... import train
         trainable = self._compiled("evaluate")
         logs = train.evaluate(trainable, _Arrays(x, y, sample_weight, batch_size or 32, False, 0))
         logs = {k: v for k, v in logs.items() if k != "tokens"}
