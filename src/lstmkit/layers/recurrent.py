@@ -68,20 +68,21 @@ class RecurrentGrads(NamedTuple):
     initial_state: tuple
 
 
-def lengths_to_mask(lengths, batch, steps):
-    """Validate ``lengths`` (B,) and turn it into a (B, T) boolean mask, True at valid steps."""
+def lengths_to_mask(lengths, batch, steps, argument="lengths"):
+    """Validate ``lengths`` (B,) and turn it into a (B, T) boolean mask, True at valid steps.
+    ``argument`` is the name errors use (TF1's ``sequence_length``)."""
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
-            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+            raise TypeError(f"{argument}: expected integers, got dtype {arr.dtype}")
     if arr.shape != (batch,):
-        raise ValueError(f"lengths: expected shape ({batch},) (one length per sequence), "
-                         f"got {arr.shape}")
+        raise ValueError(f"{argument}: expected shape ({batch},) (one length per sequence of the "
+                         f"batch), got {arr.shape}")
     if batch and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(f"lengths: expected values in [0, {steps}] (the time axis of x), "
-                         f"got min {arr.min()} and max {arr.max()}")
+        raise ValueError(f"{argument}: expected values in [0, {steps}] (the inputs have {steps} "
+                         f"time steps), got min {arr.min()} and max {arr.max()}")
     return np.arange(steps)[None, :] < arr[:, None]
 
 

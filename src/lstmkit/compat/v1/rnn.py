@@ -13,6 +13,7 @@ A plain ``BasicLSTMCell``/``LSTMCell`` (no peepholes, clip or projection), ``GRU
 """
 import numpy as np
 
+from ...layers.recurrent import lengths_to_mask
 from .rnn_cell import _float_dtype
 
 
@@ -44,19 +45,7 @@ def _sequence_mask(sequence_length, batch, steps):
     """(B,) lengths -> (B, T) bool mask, True at valid steps, or None for full length."""
     if sequence_length is None:
         return None
-    arr = np.asarray(sequence_length)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"sequence_length: expected integers, got dtype {arr.dtype}")
-    if arr.shape != (batch,):
-        raise ValueError(f"sequence_length: expected shape ({batch},), one length per sequence of the "
-                         f"batch, got shape {arr.shape}")
-    if batch and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(f"sequence_length: expected values in [0, {steps}] (the inputs have {steps} "
-                         f"time steps), got min {arr.min()} and max {arr.max()}")
-    return np.arange(steps)[None, :] < arr[:, None]
+    return lengths_to_mask(sequence_length, batch, steps, "sequence_length")
 
 
 def _run_dtype(cell, initial_state, dtype, caller):
