@@ -1,0 +1,152 @@
+"""LSTM with a projection of its output (LSTMP; Sak et al. 2014, PyTorch's ``proj_size``, TF1's
+``num_proj``) over a whole sequence: forward and hand-derived backward.
+
+Canonical layout (Keras's, gate blocks i, f, g, o) plus one matrix::
+
+    kernel            (I, 4U)
+    recurrent_kernel  (P, 4U)      reads the projected h
+    bias              (4U,)
+    projection        (U, P)       PyTorch's weight_hr (P, U) transposed; TF1's projection/kernel
+
+For each step t where ``mask[:, t]`` is True::
+
+    z   = x_t @ kernel + (h_{t-1} * r) @ recurrent_kernel + bias      r: recurrent dropout mask, or 1
+    i   = σ(z_i)    f = σ(z_f)    g = act(z_g)    o = σ(z_o)
+    c_t = f * c_{t-1} + i * g
+    m_t = o * act(c_t)                                               (B, U), before the projection
+    h_t = m_t @ projection                                           (B, P), the output and the state
+
+Shapes: x (B, T, I), mask (B, T) bool or None, h0 (B, P), c0 (B, U), outputs (B, T, P), h (B, P),
+c (B, U), recurrent dropout mask (B, P). With ``projection = I_U`` (P = U) this is exactly
+:func:`lstm.lstm_forward`. Masks, ``reverse`` and ``masked_output_mode`` mean what they mean there
+(see ``sequence``). The time loop is plain NumPy.
+"""
+import numpy as np
+
+from . import activations
+from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
+
+
+def lstm_projection_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, projection, *,
+                            reverse=False, masked_output_mode="zero", activation="tanh",
+                            recurrent_activation="sigmoid", recurrent_dropout_mask=None):
+    """Run a projected LSTM over ``x``. Returns ``outputs, h, c, cache``; ``cache`` feeds
+    :func:`lstm_projection_backward`. ``bias`` may be None; ``h0``/``c0`` may be None (zeros).
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(2, 3, 5))
+        >>> w = [rng.normal(size=s) for s in [(5, 16), (2, 16), (16,), (4, 2)]]   # I=5, U=4, P=2
+        >>> outputs, h, c, _ = lstm_projection_forward(x, None, None, None, *w)
+        >>> outputs.shape, h.shape, c.shape
+        ((2, 3, 2), (2, 2), (2, 4))
+    """
+    check_mode(masked_output_mode)
+    act, _ = activations.get(activation)
+    ract, _ = activations.get(recurrent_activation)
+    dtype = kernel.dtype
+    B, T, _ = x.shape
+    U, P = projection.shape
+    xs, ms = to_processing_order(x, mask, reverse, dtype)
+
+    xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 4 * U)
+    if bias is not None:
+        xw += bias
+
+    h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
+    c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
+    rmask = recurrent_dropout_mask
+    gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
+    hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last
+    cs = np.empty((T + 1, B, U), dtype)
+    act_c = np.empty((T, B, U), dtype)
+    outs = np.zeros((T, B, P), dtype)
+    hs[0], cs[0] = h, c
+    prev_out = np.zeros((B, P), dtype)
+    for t in range(T):
+        hr = h if rmask is None else h * rmask
+        z = xw[t] + hr @ recurrent_kernel
+        a = gates[t]
+        a[:, :2 * U] = ract(z[:, :2 * U])
+        a[:, 2 * U:3 * U] = act(z[:, 2 * U:3 * U])
+        a[:, 3 * U:] = ract(z[:, 3 * U:])
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        c_new = f * c + i * g
+        act_c[t] = act(c_new)
+        h_new = (o * act_c[t]) @ projection
+        m = None if ms is None else ms[t]
+        masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
+        prev_out = outs[t]
+        if m is None:
+            h, c = h_new, c_new
+        else:
+            valid = m != 0   # select, not blend: the final state is bit-equal to the last output
+            h = np.where(valid, h_new, h)
+            c = np.where(valid, c_new, c)
+        hs[t + 1], cs[t + 1] = h, c
+    cache = (xs, ms, kernel, recurrent_kernel, projection, bias is not None, gates, hs, cs, act_c,
+             rmask, reverse, masked_output_mode, activation, recurrent_activation)
+    return to_batch_major(outs, reverse), h, c, cache
+
+
+def lstm_projection_backward(cache, d_outputs=None, d_h=None, d_c=None):
+    """Back-propagate through :func:`lstm_projection_forward`.
+
+    ``d_outputs`` (B, T, P), ``d_h`` (B, P) and ``d_c`` (B, U) are the gradients of the loss with
+    respect to the forward's results; any may be None (zero). Returns a dict with ``x``, ``h0``,
+    ``c0``, ``kernel``, ``recurrent_kernel``, ``bias`` (None without bias) and ``projection``.
+    """
+    (xs, ms, kernel, recurrent_kernel, projection, has_bias, gates, hs, cs, act_c, rmask, reverse,
+     mode, activation, recurrent_activation) = cache
+    _, dact = activations.get(activation)
+    _, dract = activations.get(recurrent_activation)
+    T, B, _ = xs.shape
+    U, P = projection.shape
+    dtype = kernel.dtype
+    d_outs = None
+    if d_outputs is not None:
+        d_outs, _ = to_processing_order(d_outputs, None, reverse, dtype)
+    dh = np.zeros((B, P), dtype) if d_h is None else np.array(d_h, dtype)
+    dc = np.zeros((B, U), dtype) if d_c is None else np.array(d_c, dtype)
+    pending = np.zeros((B, P), dtype)
+    dz = np.empty((T, B, 4 * U), dtype)
+    dh_steps = np.empty((T, B, P), dtype)    # gradient of each step's fresh h_t: for d_projection
+    rk_t, proj_t = recurrent_kernel.T, projection.T
+    for t in range(T - 1, -1, -1):
+        m = None if ms is None else ms[t]
+        dh_new = dh if m is None else dh * m
+        if d_outs is not None:
+            dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
+        dh_steps[t] = dh_new
+        d_m = dh_new @ proj_t                  # through h_t = m_t @ projection
+        dc_new = dc if m is None else dc * m
+        a = gates[t]
+        i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
+        ac = act_c[t]
+        dc_new = dc_new + d_m * o * dact(ac)
+        d = dz[t]
+        d[:, :U] = dc_new * g * dract(i)
+        d[:, U:2 * U] = dc_new * cs[t] * dract(f)
+        d[:, 2 * U:3 * U] = dc_new * i * dact(g)
+        d[:, 3 * U:] = d_m * ac * dract(o)
+        dh_gate = d @ rk_t
+        if rmask is not None:
+            dh_gate *= rmask
+        if m is None:
+            dh, dc = dh_gate, dc_new * f
+        else:
+            dh = dh_gate + dh * (1 - m)
+            dc = dc_new * f + dc * (1 - m)
+    dz2 = dz.reshape(T * B, 4 * U)
+    h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
+    m_all = gates[:, :, 3 * U:] * act_c          # m_t of every step, (T, B, U)
+    return {
+        "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, kernel.shape[0]), reverse),
+        "h0": dh,
+        "c0": dc,
+        "kernel": xs.reshape(T * B, xs.shape[2]).T @ dz2,
+        "recurrent_kernel": h_in.reshape(T * B, P).T @ dz2,
+        "bias": dz2.sum(axis=0) if has_bias else None,
+        "projection": m_all.reshape(T * B, U).T @ dh_steps.reshape(T * B, P),
+    }
