@@ -114,10 +114,21 @@ def test_torch_state_dict_helpers_round_trip(torch):
                                        sd["bias_ih_l1_reverse"] + sd["bias_hh_l1_reverse"], atol=1e-6)
 
 
-def test_torch_projections_are_refused(torch):
-    sd = torch.nn.LSTM(I, U, proj_size=2).state_dict()
-    with pytest.raises(ValueError, match="weight_hr_l0.*proj_size"):
-        layouts.from_torch_state_dict(sd)
+def test_torch_projections_round_trip(torch):
+    sd = {k: v.numpy() for k, v in
+          torch.nn.LSTM(I, U, proj_size=2, num_layers=2, bidirectional=True).state_dict().items()}
+    params = layouts.from_torch_state_dict(sd)
+    assert params["backward/projection_kernel_l1"].shape == (U, 2)
+    np.testing.assert_array_equal(params["forward/projection_kernel_l0"], sd["weight_hr_l0"].T)
+    assert params["forward/recurrent_kernel_l1"].shape == (2, 4 * U)
+    assert params["forward/kernel_l1"].shape == (2 * 2, 4 * U)
+    back = layouts.to_torch_state_dict(params, num_layers=2, bidirectional=True)
+    assert set(back) == set(sd)
+    for k in sd:
+        if k.startswith("weight"):
+            np.testing.assert_array_equal(back[k], sd[k], err_msg=k)
+    with pytest.raises(ValueError, match="proj_size"):
+        layouts.convert({k[:-3]: v for k, v in sd.items() if k.endswith("_l0")}, "torch", "onnx")
 
 
 def test_convert_state_between_all_conventions(rng):

@@ -7,6 +7,8 @@ import pytest
 import lstmkit
 from lstmkit import kernels, layouts
 
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")   # torch, oneDNN
+
 B, T, I, U, P = 3, 5, 4, 3, 2
 LENGTHS = np.array([5, 2, 0])
 
@@ -90,3 +92,138 @@ def test_identity_projection_is_the_plain_lstm(reverse, mode, kernel_backend):
     g_proj = kernels.lstm_projection_backward(proj[-1], *d)
     for key in g_plain:
         np.testing.assert_allclose(g_proj[key], g_plain[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+# ------------------------------------------------------------------------------- parity with torch
+H = 5                                     # hidden_size; P (proj_size) = 2 as above
+TB, TT = 4, 6
+TLENGTHS = np.array([4, 6, 1, 3])         # unsorted on purpose
+CONFIGS = {   # name: (num_layers, bidirectional, packed, initial_state)
+    "1layer": (1, False, False, False),
+    "1layer-packed-init": (1, False, True, True),
+    "2layer-init": (2, False, False, True),
+    "bidi-packed": (1, True, True, False),
+    "2layer-bidi-packed-init": (2, True, True, True),
+}
+
+
+def make_pair(torch, num_layers, bidirectional, dtype="float32"):
+    torch.manual_seed(0)
+    mod = torch.nn.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=True,
+                        proj_size=P)
+    with torch.no_grad():     # biases away from zero so that a wrong bias layout shows
+        for p in mod.parameters():
+            p.uniform_(-0.6, 0.6)
+    if dtype == "float64":
+        mod = mod.double()
+    layer = lstmkit.LSTM(H, proj_size=P, num_layers=num_layers, dtype=dtype)
+    if bidirectional:
+        layer = lstmkit.Bidirectional(layer)
+    layer.build((TB, TT, I))
+    params = layouts.from_torch_state_dict(mod.state_dict())
+    assert set(params) == set(layer.params)
+    for k, v in params.items():
+        layer.params[k][...] = v
+    return mod, layer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_layer_matches_torch_proj_size(torch, config, dtype, rng):
+    L, bidi, packed, with_state = CONFIGS[config]
+    D = 2 if bidi else 1
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-11, atol=1e-12)
+    mod, layer = make_pair(torch, L, bidi, dtype)
+    x = rng.normal(size=(TB, TT, I)).astype(dtype)
+    lengths = TLENGTHS if packed else None
+    state0 = None
+    if with_state:
+        state0 = (rng.normal(size=(L * D, TB, P)).astype(dtype),
+                  rng.normal(size=(L * D, TB, H)).astype(dtype))
+
+    xt = torch.tensor(x, requires_grad=True)
+    s0 = None if state0 is None else tuple(torch.tensor(s, requires_grad=True) for s in state0)
+    inp = xt if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
+        xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    out_t, st_t = mod(inp, s0)
+    if lengths is not None:
+        out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_t, batch_first=True, total_length=TT)
+    assert out_t.shape == (TB, TT, D * P)
+
+    init = None if state0 is None else layouts.convert_state(state0, "torch", "lstmkit",
+                                                             bidirectional=bidi)
+    res, cache = layer.forward(x, lengths=lengths, initial_state=init, training=True)
+    np.testing.assert_allclose(res.outputs, out_t.detach().numpy(), **tol, err_msg="outputs")
+    ours = (res.forward.state, res.backward.state) if bidi else res.state
+    ours = layouts.convert_state(ours, "lstmkit", "torch", bidirectional=bidi)
+    for name, a, b in zip(("h_n", "c_n"), ours, st_t):
+        assert a.shape == tuple(b.shape), name
+        np.testing.assert_allclose(a, b.detach().numpy(), **tol, err_msg=name)
+
+    d_out = rng.normal(size=out_t.shape).astype(dtype)
+    d_st = [rng.normal(size=tuple(s.shape)).astype(dtype) for s in st_t]
+    loss = (out_t * torch.tensor(d_out)).sum() + sum((s * torch.tensor(d)).sum()
+                                                     for s, d in zip(st_t, d_st))
+    loss.backward()
+
+    d_state = layouts.convert_state(tuple(d_st), "torch", "lstmkit", bidirectional=bidi)
+    if bidi:   # Bidirectional.backward takes the gradient of the concatenated state
+        d_state = layer.State(*(np.concatenate([a, b], -1) for a, b in zip(*d_state)))
+    layer.zero_grad()
+    g = layer.backward(cache, (d_out, d_state))
+    np.testing.assert_allclose(g.inputs, xt.grad.numpy(), **tol, err_msg="d inputs")
+    if s0 is not None:
+        d0 = layouts.convert_state(g.initial_state, "lstmkit", "torch", bidirectional=bidi)
+        for name, a, s in zip(("h0", "c0"), d0, s0):
+            np.testing.assert_allclose(a, s.grad.numpy(), **tol, err_msg=f"d {name}")
+    grads = layouts.to_torch_state_dict(layer.grads, "lstm", L, bidi)
+    assert set(grads) == {n for n, _ in mod.named_parameters()}
+    for name, p in mod.named_parameters():
+        ours = grads[name]
+        if name.startswith("bias_hh"):   # one canonical bias is the sum of torch's two
+            ours = grads[name.replace("bias_hh", "bias_ih")]
+        np.testing.assert_allclose(ours, p.grad.numpy(), rtol=tol["rtol"], atol=2 * tol["atol"],
+                                   err_msg=f"d {name}")
+
+
+# ---------------------------------------------------------------------------------- layer contract
+def test_layer_weights_order_and_shapes(rng):
+    layer = lstmkit.Bidirectional(lstmkit.LSTM(H, proj_size=P, num_layers=2, seed=0))
+    res = layer(rng.normal(size=(TB, TT, I)), lengths=TLENGTHS)
+    assert res.outputs.shape == (TB, TT, 2 * P)
+    assert res.state.h.shape == (2, TB, 2 * P) and res.state.c.shape == (2, TB, 2 * H)
+    inner = layer.forward_layer
+    assert list(inner.params) == ["kernel_l0", "recurrent_kernel_l0", "bias_l0", "projection_kernel_l0",
+                                  "kernel_l1", "recurrent_kernel_l1", "bias_l1", "projection_kernel_l1"]
+    assert [w.shape for w in inner.get_weights()[:4]] == [(I, 4 * H), (P, 4 * H), (4 * H,), (H, P)]
+    assert inner.params["kernel_l1"].shape == (2 * P, 4 * H)
+    # the state of one direction passed back in as an initial state gives the same run
+    again = layer(rng.normal(size=(TB, TT, I)), lengths=TLENGTHS,
+                  initial_state=(res.forward.state, res.backward.state))
+    assert again.forward.h.shape == (2, TB, P)
+
+
+def test_layer_with_recurrent_dropout_trains(rng):
+    layer = lstmkit.LSTM(H, proj_size=P, recurrent_dropout=0.3, seed=0)
+    res, cache = layer.forward(rng.normal(size=(TB, TT, I)), training=True)
+    g = layer.backward(cache, (np.ones_like(res.outputs), None))
+    assert g.inputs.shape == (TB, TT, I)
+    assert layer.grads["projection_kernel"].shape == (H, P) and np.any(layer.grads["projection_kernel"])
+
+
+@pytest.mark.parametrize("bad", [H, H + 1, -1, 1.5, True, "2"])
+def test_bad_proj_size_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match=r"proj_size: expected an integer in \[0, units=5\)"):
+        lstmkit.LSTM(H, proj_size=bad)
+
+
+def test_initial_state_shapes_are_checked_per_field(rng):
+    layer = lstmkit.LSTM(H, proj_size=P)
+    x = rng.normal(size=(TB, TT, I))
+    with pytest.raises(ValueError, match=r"initial_state.h: expected shape \(4, 2\) \(batch, proj_size\)"):
+        layer(x, initial_state=lstmkit.LSTMState(np.zeros((TB, H)), np.zeros((TB, H))))
+    with pytest.raises(ValueError, match=r"initial_state.c: expected shape \(4, 5\) \(batch, units\)"):
+        layer(x, initial_state=lstmkit.LSTMState(np.zeros((TB, P)), np.zeros((TB, P))))
+    res, cache = layer.forward(x, training=True)
+    with pytest.raises(ValueError, match=r"d_state.c must have the state's shape \(4, 5\)"):
+        layer.backward(cache, (None, lstmkit.LSTMState(np.zeros((TB, P)), np.zeros((TB, P)))))

@@ -12,6 +12,14 @@ LSTM, one layer and one direction::
     torch      weight_ih, weight_hh, bias_ih, bias_hh    (4U,I), (4U,U), (4U,), (4U,)     i f g o
     onnx       W, R, B                                   (D,4U,I), (D,4U,U), (D,8U)       i o f c  (c = g)
 
+An LSTM with a projection (PyTorch ``proj_size``, TF1 ``num_proj``; P < U) has one more matrix and a
+recurrent kernel that reads the projected h::
+
+    keras      + projection_kernel (U,P); recurrent_kernel (P,4U)       (lstmkit's own names)
+    tf1        + projection/kernel (U,P); kernel (I+P,4U) rows [x; h]
+    torch      + weight_hr (P,U); weight_hh (4U,P)
+    onnx       none: ONNX's LSTM has no projection (refused)
+
 TF1 adds ``forget_bias`` (default 1.0) to the forget gate *at run time*; it is not in the checkpoint.
 Converting from ``"tf1"`` folds it into the canonical bias (``b_f + forget_bias``), converting to
 ``"tf1"`` takes it out again, so pass the ``forget_bias=`` the cell was built with. (With a non-zero
@@ -37,6 +45,7 @@ refused. SimpleRNN: ``kernel (I,U)``, ``recurrent_kernel (U,U)``, ``bias (U,)``;
 States::
 
     lstmkit  LSTMState(h, c), each (B,U), or (L,B,U) with num_layers=L; GRU/RNN HiddenState(h)
+             (with a projection, h and every h below is (..., P) and c stays (..., U))
     keras    [h, c]  (a list, h first), each (B,U);                      GRU/RNN [h]
     tf1      LSTMStateTuple(c, h)  -- c FIRST, each (B,U);               GRU/RNN h
     torch    (h_n, c_n), each (L*dirs, B, U), row = layer*dirs + direction;  GRU/RNN h_n
@@ -145,15 +154,25 @@ def _check_format(fmt, argument):
 
 # -- to the canonical layout ----------------------------------------------------------------------
 def _from_keras(w, cell, opts):
-    _check_keys(w, ("kernel", "recurrent_kernel"), ("bias",), "keras", cell)
+    _check_keys(w, ("kernel", "recurrent_kernel"), ("bias",) + _PROJECTION_KEY[cell]["keras"],
+                "keras", cell)
     G = _NGATES[cell]
     rk = _array(w["recurrent_kernel"], "recurrent_kernel")
-    _check(rk.ndim == 2 and rk.shape[1] == G * rk.shape[0], "recurrent_kernel", f"(U, {G}U)",
-           rk.shape, "keras")
-    U = rk.shape[0]
+    if "projection_kernel" in w:
+        proj = _array(w["projection_kernel"], "projection_kernel")
+        _check(proj.ndim == 2 and 0 < proj.shape[1] < proj.shape[0], "projection_kernel",
+               "(U, P) with 0 < P < U", proj.shape, "keras")
+        U, P = proj.shape
+        _check(rk.shape == (P, G * U), "recurrent_kernel", (P, G * U), rk.shape, "keras")
+    else:
+        _check(rk.ndim == 2 and rk.shape[1] == G * rk.shape[0], "recurrent_kernel", f"(U, {G}U)",
+               rk.shape, "keras")
+        U = rk.shape[0]
     k = _array(w["kernel"], "kernel")
     _check(k.ndim == 2 and k.shape[1] == G * U, "kernel", f"(I, {G * U})", k.shape, "keras")
     out = {"kernel": k, "recurrent_kernel": rk}
+    if "projection_kernel" in w:
+        out["projection_kernel"] = proj
     if "bias" in w and w["bias"] is not None:
         b = _array(w["bias"], "bias")
         if cell == "gru":
@@ -168,16 +187,21 @@ def _from_keras(w, cell, opts):
 
 
 def _from_torch(w, cell, opts):
-    if "weight_hr" in w:
-        raise ValueError("weights['weight_hr'] (torch): LSTM projections (proj_size > 0) are not "
-                         "supported")
-    _check_keys(w, ("weight_ih", "weight_hh"), ("bias_ih", "bias_hh"), "torch", cell)
+    _check_keys(w, ("weight_ih", "weight_hh"), ("bias_ih", "bias_hh") + _PROJECTION_KEY[cell]["torch"],
+                "torch", cell)
     G = _NGATES[cell]
     order = GATE_ORDER[cell]
     whh = _array(w["weight_hh"], "weight_hh")
-    _check(whh.ndim == 2 and whh.shape[0] == G * whh.shape[1], "weight_hh", f"({G}H, H)", whh.shape,
-           "torch")
-    U = whh.shape[1]
+    if "weight_hr" in w:
+        whr = _array(w["weight_hr"], "weight_hr")
+        _check(whr.ndim == 2 and 0 < whr.shape[0] < whr.shape[1], "weight_hr",
+               "(P, H) with 0 < P < H (proj_size, hidden_size)", whr.shape, "torch")
+        P, U = whr.shape
+        _check(whh.shape == (G * U, P), "weight_hh", (G * U, P), whh.shape, "torch")
+    else:
+        _check(whh.ndim == 2 and whh.shape[0] == G * whh.shape[1], "weight_hh", f"({G}H, H)",
+               whh.shape, "torch")
+        U = whh.shape[1]
     wih = _array(w["weight_ih"], "weight_ih")
     _check(wih.ndim == 2 and wih.shape[0] == G * U, "weight_ih", f"({G * U}, I)", wih.shape, "torch")
     out = {"kernel": _permute(wih.T, order["torch"], order["keras"], 1),
@@ -198,6 +222,8 @@ def _from_torch(w, cell, opts):
             out["bias"] = np.stack([b_ih, b_hh])
         else:
             out["bias"] = b_ih + b_hh
+    if "weight_hr" in w:
+        out["projection_kernel"] = np.ascontiguousarray(whr.T)
     return out
 
 
@@ -228,22 +254,30 @@ def _from_tf1(w, cell, opts):
         return {"kernel": np.concatenate([zr(gx), cx], 1),
                 "recurrent_kernel": np.concatenate([zr(gh), ch], 1),
                 "bias": np.concatenate([zr(gb), cb])}
-    _check_keys(w, ("kernel", "bias"), (), "tf1", cell)
-    bad = [k for k in w if k.startswith(("w_", "projection"))]
+    bad = [k for k in w if k.startswith("w_")]
     if bad:
-        raise ValueError(f"weights: peepholes and projections are not supported, got {bad}")
+        raise ValueError(f"weights: peepholes are not supported, got {bad}")
+    _check_keys(w, ("kernel", "bias"), _PROJECTION_KEY[cell]["tf1"], "tf1", cell)
     G = _NGATES[cell]
     b = _array(w["bias"], "bias")
     _check(b.ndim == 1 and b.shape[0] % G == 0, "bias", f"({G}U,)", b.shape, "tf1")
     U = b.shape[0] // G
+    H = U   # the rows of h in the kernel: P with a projection
+    if "projection/kernel" in w:
+        proj = _array(w["projection/kernel"], "projection/kernel")
+        _check(proj.ndim == 2 and proj.shape[0] == U and 0 < proj.shape[1] < U, "projection/kernel",
+               f"({U}, P) with 0 < P < {U}", proj.shape, "tf1")
+        H = proj.shape[1]
     k = _array(w["kernel"], "kernel")
-    kx, kh = _split_xh(k, U, "kernel", G * U)
+    kx, kh = _split_xh(k, H, "kernel", G * U)
     order = GATE_ORDER[cell]
     out = {"kernel": _permute(kx, order["tf1"], order["keras"], 1),
            "recurrent_kernel": _permute(kh, order["tf1"], order["keras"], 1),
            "bias": _permute(b, order["tf1"], order["keras"], 0)}
     if cell == "lstm":
         out["bias"][U:2 * U] += out["bias"].dtype.type(opts.get("forget_bias", 1.0))
+    if "projection/kernel" in w:
+        out["projection_kernel"] = proj
     return out
 
 
@@ -319,12 +353,14 @@ def _to_torch(c, cell, opts):
             b_ih, b_hh = b, np.zeros_like(b)
         out["bias_ih"] = _permute(b_ih, order["keras"], order["torch"], 0)
         out["bias_hh"] = _permute(b_hh, order["keras"], order["torch"], 0)
+    if "projection_kernel" in c:
+        out["weight_hr"] = np.ascontiguousarray(c["projection_kernel"].T)
     return out
 
 
 def _to_tf1(c, cell, opts):
     k, rk = c["kernel"], c["recurrent_kernel"]
-    U = rk.shape[0]
+    U = rk.shape[1] // _NGATES[cell]
     b = c.get("bias")
     if b is None:
         b = np.zeros(rk.shape[1], rk.dtype)
@@ -341,11 +377,17 @@ def _to_tf1(c, cell, opts):
     b = b.copy()
     if cell == "lstm":
         b[U:2 * U] -= b.dtype.type(opts.get("forget_bias", 1.0))
-    return {"kernel": _permute(np.concatenate([k, rk], 0), order["keras"], order["tf1"], 1),
-            "bias": _permute(b, order["keras"], order["tf1"], 0)}
+    out = {"kernel": _permute(np.concatenate([k, rk], 0), order["keras"], order["tf1"], 1),
+           "bias": _permute(b, order["keras"], order["tf1"], 0)}
+    if "projection_kernel" in c:
+        out["projection/kernel"] = c["projection_kernel"].copy()
+    return out
 
 
 def _to_onnx(c, cell, opts):
+    if "projection_kernel" in c:
+        raise ValueError("proj_size: ONNX's LSTM has no output projection; an LSTM with proj_size > 0 "
+                         "(a projection_kernel) cannot be written as ONNX LSTM weights")
     order = GATE_ORDER[cell]
     out = {"W": _permute(c["kernel"], order["keras"], order["onnx"], 1).T[None].copy(),
            "R": _permute(c["recurrent_kernel"], order["keras"], order["onnx"], 1).T[None].copy()}
@@ -364,6 +406,10 @@ def _to_onnx(c, cell, opts):
     return out
 
 
+#: The optional projection weight of an LSTM in each format (none for GRU and RNN).
+_PROJECTION_KEY = {"lstm": {"keras": ("projection_kernel",), "tf1": ("projection/kernel",),
+                            "torch": ("weight_hr",), "onnx": ()},
+                   "gru": {f: () for f in FORMATS}, "rnn": {f: () for f in FORMATS}}
 _TO_CANONICAL = {"keras": _from_keras, "torch": _from_torch, "tf1": _from_tf1, "onnx": _from_onnx}
 _FROM_CANONICAL = {"keras": _to_keras, "torch": _to_torch, "tf1": _to_tf1, "onnx": _to_onnx}
 _OPTIONS = {"forget_bias", "reset_after", "linear_before_reset", "direction"}
@@ -376,7 +422,9 @@ def convert(weights, source, target, cell="lstm", **options):
         weights: dict of arrays (NumPy, or torch/TF tensors) with the source format's keys (see the
             module docstring): ``keras`` kernel/recurrent_kernel/bias, ``tf1`` kernel/bias (GRU:
             gates/kernel, gates/bias, candidate/kernel, candidate/bias), ``torch``
-            weight_ih/weight_hh/bias_ih/bias_hh (no ``_l0`` suffix), ``onnx`` W/R/B.
+            weight_ih/weight_hh/bias_ih/bias_hh (no ``_l0`` suffix), ``onnx`` W/R/B. A projected
+            LSTM adds ``projection_kernel`` (keras), ``projection/kernel`` (tf1) or ``weight_hr``
+            (torch); ONNX has none and refuses it.
         source, target: one of ``"keras"`` (= lstmkit's own layout), ``"tf1"``, ``"torch"``, ``"onnx"``.
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (SimpleRNN / nn.RNN / BasicRNNCell / ONNX RNN).
         forget_bias: TF1 LSTM only; the cell's run-time forget bias (TF1's default 1.0). Folded into
@@ -425,12 +473,9 @@ def torch_structure(state_dict):
     bidirectional = False
     for key in state_dict:
         name = key.rsplit(".", 1)[-1]
-        if name.startswith("weight_hr"):
-            raise ValueError(f"state_dict: {key!r} is an LSTM projection (proj_size > 0), which "
-                             "lstmkit does not support")
-        if not name.startswith(("weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l")):
+        if not name.startswith(("weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l", "weight_hr_l")):
             raise ValueError(f"state_dict: unexpected key {key!r} (expected weight_ih_l0, "
-                             "weight_hh_l0, bias_ih_l0, ...)")
+                             "weight_hh_l0, bias_ih_l0, bias_hh_l0, weight_hr_l0 (proj_size), ...)")
         tail = name.split("_l", 1)[1]
         bidirectional |= tail.endswith("_reverse")
         layers.add(int(tail.split("_")[0]))
@@ -452,7 +497,9 @@ def from_torch_state_dict(state_dict, cell="lstm"):
     The keys are those of the matching lstmkit layer (``lstmkit.LSTM(H, num_layers=L)``, wrapped in
     ``lstmkit.Bidirectional`` when the module is bidirectional), so that
     ``for k, v in params.items(): layer.params[k][...] = v`` loads it. A ``prefix.`` before the
-    names (``encoder.rnn.weight_ih_l0``) is ignored.
+    names (``encoder.rnn.weight_ih_l0``) is ignored. An LSTM with ``proj_size=P`` (keys
+    ``weight_hr_l{k}[_reverse]`` (P, H)) gives ``projection_kernel[_l{k}]`` (H, P) for
+    ``lstmkit.LSTM(H, proj_size=P)``.
     """
     sd = {k.rsplit(".", 1)[-1]: v for k, v in state_dict.items()}
     L, bidi = torch_structure(sd)
@@ -460,7 +507,7 @@ def from_torch_state_dict(state_dict, cell="lstm"):
     for k in range(L):
         for rev in ((False, True) if bidi else (False,)):
             sfx = _torch_suffix(k, rev)
-            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
             part = {n: sd[n + sfx] for n in names if n + sfx in sd}
             try:
                 canon = convert(part, "torch", "keras", cell)
@@ -474,17 +521,18 @@ def from_torch_state_dict(state_dict, cell="lstm"):
 
 def to_torch_state_dict(params, cell="lstm", num_layers=1, bidirectional=False):
     """lstmkit ``params`` (as ``layer.params``) -> an ``nn.LSTM``/``GRU``/``RNN`` state dict of NumPy
-    arrays (wrap each in ``torch.from_numpy`` to load it)."""
+    arrays (wrap each in ``torch.from_numpy`` to load it). ``projection_kernel`` weights become
+    ``weight_hr_l{k}`` (an ``nn.LSTM(..., proj_size=P)``)."""
     out = {}
     for k in range(num_layers):
         for rev in ((False, True) if bidirectional else (False,)):
             direction = None if not bidirectional else ("backward" if rev else "forward")
             part = {}
-            for name in ("kernel", "recurrent_kernel", "bias"):
+            for name in ("kernel", "recurrent_kernel", "bias", "projection_kernel"):
                 key = lstmkit_param_key(name, k, num_layers, direction)
                 if key in params:
                     part[name] = params[key]
-                elif name != "bias":
+                elif name in ("kernel", "recurrent_kernel"):
                     raise ValueError(f"params: missing {key!r} (num_layers={num_layers}, "
                                      f"bidirectional={bidirectional}); found {sorted(params)}")
             for name, v in convert(part, "keras", "torch", cell).items():
@@ -568,9 +616,9 @@ def convert_state(state, source, target, cell="lstm", *, bidirectional=False):
         if a.ndim != 3:
             raise ValueError(f"state.{f}: expected shape ({'(B, U)' if source in ('keras', 'tf1') else '(N, B, U)'}"
                              f") for a {source} state, got {a.shape[1:] if source in ('keras', 'tf1') else a.shape}")
-    if lstm and arrays[0].shape != arrays[1].shape:
-        raise ValueError(f"state: h and c must have the same shape, got h {arrays[0].shape} and c "
-                         f"{arrays[1].shape}")
+    if lstm and arrays[0].shape[:-1] != arrays[1].shape[:-1]:   # h is narrower with a projection
+        raise ValueError(f"state: h and c must have the same layers and batch, got h "
+                         f"{arrays[0].shape} and c {arrays[1].shape}")
     arrays = [a.copy() for a in arrays]
     N = arrays[0].shape[0]
 

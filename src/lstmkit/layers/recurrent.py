@@ -10,6 +10,7 @@ Calling a recurrent layer returns a :class:`RecurrentResult`::
 
 For ``num_layers=L > 1`` the state arrays are stacked layer-major, (L, B, U), like PyTorch's ``h_n``,
 and ``res.outputs`` are the top layer's. A GRU or SimpleRNN state is ``HiddenState(h)``: it has no c.
+An LSTM with ``proj_size=P > 0`` outputs and carries a projected h of P features (c keeps U).
 """
 from typing import NamedTuple
 
@@ -93,9 +94,9 @@ def check_mask(mask, batch, steps):
     return m.astype(bool, copy=False)
 
 
-def check_result_grad(grad, out_shape, state_shape, fields):
-    """Validate ``grad = (d_outputs, d_state)`` against the shapes of the forward's result (the
-    compiled loops would read past a short array instead of failing)."""
+def check_result_grad(grad, out_shape, state_shapes, fields):
+    """Validate ``grad = (d_outputs, d_state)`` against the shapes of the forward's result, one shape
+    per state field (the compiled loops would read past a short array instead of failing)."""
     if not isinstance(grad, (tuple, list, RecurrentResult)) or len(tuple(grad)) != 2:
         raise TypeError(f"grad: expected (d_outputs, d_state), got {type(grad).__name__}")
     d_out, d_state = grad
@@ -110,9 +111,9 @@ def check_result_grad(grad, out_shape, state_shape, fields):
         else:
             raise TypeError(f"grad: d_state must be a state ({', '.join(fields)}) or None, got "
                             f"{type(d_state).__name__}")
-        for f, v in zip(fields, values):
-            if v is not None and np.shape(v) != state_shape:
-                raise ValueError(f"grad: d_state.{f} must have the state's shape {state_shape}, got "
+        for f, v, shape in zip(fields, values, state_shapes):
+            if v is not None and np.shape(v) != shape:
+                raise ValueError(f"grad: d_state.{f} must have the state's shape {shape}, got "
                                  f"{np.shape(v)}")
     return d_out, d_state
 
@@ -123,6 +124,7 @@ class _Recurrent(Layer):
     GATES = 1
     State = HiddenState
     BIAS_INITIALIZER = "zeros"
+    proj_size = 0      # LSTM only: the size of the projected h (0: no projection)
 
     def __init__(self, units, *, num_layers=1, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -154,6 +156,11 @@ class _Recurrent(Layer):
         self.input_size = None
         self.directions = 1        # 2 when a Bidirectional wrapper feeds it concatenated outputs
 
+    @property
+    def output_size(self):
+        """The size of h and of each step's output: ``proj_size`` if the LSTM projects, else ``units``."""
+        return self.proj_size or self.units
+
     # -- parameters ---------------------------------------------------------------------------
     def _key(self, name, layer):
         return name if self.num_layers == 1 else f"{name}_l{layer}"
@@ -166,16 +173,19 @@ class _Recurrent(Layer):
 
     def build(self, input_shape):
         self.input_size = int(input_shape[-1])
-        G, U = self.GATES, self.units
+        G, U, H = self.GATES, self.units, self.output_size
         for k in range(self.num_layers):
-            fan_in = self.input_size if k == 0 else U * self.directions
+            fan_in = self.input_size if k == 0 else H * self.directions
             self.add_weight(self._key("kernel", k), (fan_in, G * U), self.kernel_initializer,
                             "kernel_initializer")
-            self.add_weight(self._key("recurrent_kernel", k), (U, G * U),
+            self.add_weight(self._key("recurrent_kernel", k), (H, G * U),
                             self.recurrent_initializer, "recurrent_initializer")
             if self.use_bias:
                 self.add_weight(self._key("bias", k), self._bias_shape(), self._bias_init(),
                                 "bias_initializer")
+            if self.proj_size:
+                self.add_weight(self._key("projection_kernel", k), (U, H), self.kernel_initializer,
+                                "kernel_initializer")
         self.built = True
 
     def _weights(self, k):
@@ -187,6 +197,8 @@ class _Recurrent(Layer):
         for name in ("kernel", "recurrent_kernel", "bias"):
             if name != "bias" or self.use_bias:
                 self.accumulate(self._key(name, k), g[name])
+        if self.proj_size:
+            self.accumulate(self._key("projection_kernel", k), g["projection"])
 
     # -- validation -----------------------------------------------------------------------------
     def _prepare(self, x, lengths, mask, initial_state, check):
@@ -237,17 +249,19 @@ class _Recurrent(Layer):
         else:
             raise TypeError(f"initial_state: expected lstmkit.{self.State.__name__}, got "
                             f"{type(initial_state).__name__}")
-        L, U = self.num_layers, self.units
-        want = (batch, U) if L == 1 else (L, batch, U)
+        L = self.num_layers
         arrays = []
         for f, v in zip(fields, values):
+            size = self.output_size if f == "h" else self.units   # c is never projected
+            want = (batch, size) if L == 1 else (L, batch, size)
             v = as_float_input(v, self.dtype, f"initial_state.{f}")
             if v.shape != want:
                 hint = ""
                 if v.ndim == 2 and v.shape[0] != batch and v.shape[1] == batch:
                     hint = " (is it transposed?)"
                 raise ValueError(f"initial_state.{f}: expected shape {want} "
-                                 f"({'' if L == 1 else 'layers, '}batch, units), got {v.shape}{hint}")
+                                 f"({'' if L == 1 else 'layers, '}batch, "
+                                 f"{'proj_size' if size != self.units else 'units'}), got {v.shape}{hint}")
             arrays.append(v if L > 1 else v[None])
         return [tuple(a[k] for a in arrays) for k in range(L)]
 
@@ -256,9 +270,10 @@ class _Recurrent(Layer):
         """One layer over the sequence. Returns (outputs, state tuple, cache)."""
         rmask = None
         if training and self.recurrent_dropout:
-            rmask = kernels.dropout_mask(self.rng, (x.shape[0], self.units), self.recurrent_dropout,
-                                         self.dtype)
-        outs, *state, cache = self._kernel_forward(x, mask, state0, *self._weights(k), reverse, rmask)
+            rmask = kernels.dropout_mask(self.rng, (x.shape[0], self.output_size),
+                                         self.recurrent_dropout, self.dtype)
+        outs, *state, cache = self._kernel_forward(x, mask, state0, *self._weights(k),
+                                                   reverse=reverse, rmask=rmask)
         return outs, tuple(state), cache
 
     def forward(self, x, lengths=None, initial_state=None, *, mask=None, training=False,
@@ -287,7 +302,7 @@ class _Recurrent(Layer):
             finals.append(st)
             inp = outs
         state = self._stack_state(finals)
-        return RecurrentResult(inp, state), (caches, drops, (inp.shape, np.shape(state.h)))
+        return RecurrentResult(inp, state), (caches, drops, (inp.shape, [np.shape(v) for v in state]))
 
     def _stack_state(self, finals):
         if self.num_layers == 1:
@@ -342,8 +357,15 @@ class LSTM(_Recurrent):
         g = tanh(x W_g + h R_g + b_g) o = σ(x W_o + h R_o + b_o)
         c' = f * c + i * g            h' = o * tanh(c')
 
+    With ``proj_size=P > 0`` (PyTorch's ``proj_size``, TF1's ``num_proj``; Sak et al. 2014) h is
+    projected, ``h' = (o * tanh(c')) @ projection_kernel``, and the weights per layer are
+    ``kernel (I, 4U)``, ``recurrent_kernel (P, 4U)``, ``bias (4U,)``, ``projection_kernel (U, P)``
+    (PyTorch's ``weight_hr`` (P, U) transposed), in this order in ``get_weights()``. Outputs and h are
+    (B, T, P) and (B, P), c stays (B, U); stacked layers k > 0 read P (2P bidirectional) features.
+
     Args:
-        units: U, the size of h and c.
+        units: U, the size of c (and of h without a projection).
+        proj_size: P, the size of the projected h and outputs, 0 <= P < units; 0: no projection.
         num_layers: stacked layers; layer k > 0 reads layer k-1's outputs.
         dropout: between stacked layers, on the outputs of every layer but the last (PyTorch's).
         input_dropout: on the inputs, one mask for all steps (Keras's ``dropout``).
@@ -361,14 +383,23 @@ class LSTM(_Recurrent):
         ((2, 3, 4), (2, 4), (2, 4))
         >>> bool(np.allclose(res.h[1], res.outputs[1, 0]))   # h is taken at the last VALID step
         True
+        >>> res = lstmkit.LSTM(4, proj_size=2, seed=0)(np.ones((2, 3, 5)))
+        >>> res.outputs.shape, res.h.shape, res.c.shape
+        ((2, 3, 2), (2, 2), (2, 4))
     """
 
     GATES = 4
     State = LSTMState
 
-    def __init__(self, units, *, recurrent_activation="sigmoid", unit_forget_bias=True, **kwargs):
+    def __init__(self, units, *, proj_size=0, recurrent_activation="sigmoid", unit_forget_bias=True,
+                 **kwargs):
         super().__init__(units, **kwargs)
+        if (not isinstance(proj_size, (int, np.integer)) or isinstance(proj_size, bool)
+                or not 0 <= proj_size < self.units):
+            raise ValueError(f"proj_size: expected an integer in [0, units={self.units}) (0: no "
+                             f"projection), got {proj_size!r}")
         activations.get(recurrent_activation)
+        self.proj_size = int(proj_size)
         self.recurrent_activation = recurrent_activation
         self.unit_forget_bias = bool(unit_forget_bias)
 
@@ -385,19 +416,27 @@ class LSTM(_Recurrent):
             return b
         return init
 
-    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, reverse, rmask):
+    def _weights(self, k):
+        w = super()._weights(k)
+        return w + (self.params[self._key("projection_kernel", k)],) if self.proj_size else w
+
+    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, projection=None, *, reverse, rmask):
         h0, c0 = (None, None) if state0 is None else state0
-        return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, reverse=reverse,
-                                    masked_output_mode=self.masked_output,
-                                    activation=self.activation,
-                                    recurrent_activation=self.recurrent_activation,
-                                    recurrent_dropout_mask=rmask)
+        opts = dict(reverse=reverse, masked_output_mode=self.masked_output, activation=self.activation,
+                    recurrent_activation=self.recurrent_activation, recurrent_dropout_mask=rmask)
+        if projection is not None:
+            return kernels.lstm_projection_forward(x, mask, h0, c0, kernel, rk, bias, projection,
+                                                   **opts)
+        return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, **opts)
 
     def _kernel_backward(self, cache, d_out, d_state):
+        if self.proj_size:
+            return kernels.lstm_projection_backward(cache, d_out, *d_state)
         return kernels.lstm_backward(cache, d_out, *d_state)
 
     def get_config(self):
-        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
+        return {**super().get_config(), "proj_size": self.proj_size,
+                "recurrent_activation": self.recurrent_activation,
                 "unit_forget_bias": self.unit_forget_bias}
 
 
@@ -568,7 +607,7 @@ class Bidirectional(Layer):
         state = self.State(*(np.concatenate([a, b], axis=-1) for a, b in zip(state_f, state_b)))
         result = BidirectionalResult(merged, state, RecurrentResult(out_f, state_f),
                                      RecurrentResult(out_b, state_b))
-        return result, (caches, drops, (merged.shape, np.shape(state.h)))
+        return result, (caches, drops, (merged.shape, [np.shape(v) for v in state]))
 
     def _merge(self, a, b):
         if self.merge_mode == "concat":
@@ -580,7 +619,7 @@ class Bidirectional(Layer):
         return a * b
 
     def _unmerge(self, d, out_f, out_b):
-        U = self.forward_layer.units
+        U = self.forward_layer.output_size
         if self.merge_mode == "concat":
             return d[..., :U], d[..., U:]
         if self.merge_mode == "sum":
@@ -594,11 +633,12 @@ class Bidirectional(Layer):
         ``RecurrentGrads(inputs, (d_forward_state, d_backward_state))``."""
         caches, drops, shapes = cache
         fw, bw = self.forward_layer, self.backward_layer
-        U = fw.units
+        H = fw.output_size
         d_out, d_state = check_result_grad(grad, *shapes, self.State._fields)
         split = (None, None)
         if d_state is not None:
-            parts = [None if v is None else (v[..., :U], v[..., U:]) for v in d_state]
+            widths = [H if f == "h" else fw.units for f in self.State._fields]
+            parts = [None if v is None else (v[..., :n], v[..., n:]) for v, n in zip(d_state, widths)]
             split = tuple(fw.State(*(None if p is None else p[i] for p in parts)) for i in (0, 1))
         ds_f = fw._split_state_grad(split[0], None)
         ds_b = bw._split_state_grad(split[1], None)
@@ -618,7 +658,7 @@ class Bidirectional(Layer):
             if drops[k] is not None:
                 d_in = d_in * drops[k]
             if k > 0:
-                d_f, d_b = d_in[..., :U], d_in[..., U:]
+                d_f, d_b = d_in[..., :H], d_in[..., H:]
         return RecurrentGrads(d_in, (fw._stack_state(d0_f), bw._stack_state(d0_b)))
 
     def zero_grad(self):
