@@ -132,10 +132,13 @@ def test_missing_extra_and_shape_errors(torch):
         interop.load_torch(sd, layer)
 
 
-def test_proj_size_is_refused_by_name(torch):
+def test_proj_size_mismatch_is_named(torch):
     sd = torch.nn.LSTM(I, U, proj_size=2).state_dict()
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        interop.load_torch(sd)
+    layer = lstmkit.LSTM(U)
+    layer.build((1, 1, I))
+    with pytest.raises(ValueError, match=r"proj_size: the state dict is of an LSTM with proj_size=2"):
+        interop.load_torch(sd, layer)
+    assert interop.load_torch(sd).proj_size == 2
 
 
 def test_bad_files(tmp_path, torch):

@@ -227,3 +227,55 @@ def test_initial_state_shapes_are_checked_per_field(rng):
     res, cache = layer.forward(x, training=True)
     with pytest.raises(ValueError, match=r"d_state.c must have the state's shape \(4, 5\)"):
         layer.backward(cache, (None, lstmkit.LSTMState(np.zeros((TB, P)), np.zeros((TB, P)))))
+
+
+# ----------------------------------------------------------------------------------------- interop
+@pytest.mark.parametrize("num_layers, bidi", [(1, False), (2, True)])
+def test_torch_to_lstmkit_to_torch_round_trip(torch, num_layers, bidi, tmp_path, rng):
+    from lstmkit import interop
+    torch.manual_seed(1)
+    mod = torch.nn.LSTM(I, H, num_layers=num_layers, bidirectional=bidi, batch_first=True,
+                        proj_size=P)
+    layer = interop.load_torch(mod.state_dict())
+    assert isinstance(layer, lstmkit.Bidirectional) == bidi
+    inner = layer.forward_layer if bidi else layer
+    assert (inner.units, inner.proj_size, inner.num_layers) == (H, P, num_layers)
+
+    x = rng.normal(size=(TB, TT, I)).astype("float32")
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.tensor(TLENGTHS),
+                                                     batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        out_t, (h_t, c_t) = mod(packed)
+    out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_t, batch_first=True, total_length=TT)
+    res = layer(x, lengths=TLENGTHS)
+    np.testing.assert_allclose(res.outputs, out_t.numpy(), rtol=1e-5, atol=1e-5)
+    h, c = layouts.convert_state((res.forward.state, res.backward.state) if bidi else res.state,
+                                 "lstmkit", "torch", bidirectional=bidi)
+    np.testing.assert_allclose(h, h_t.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c, c_t.numpy(), rtol=1e-5, atol=1e-5)
+
+    # back to torch: the same state dict (weights exactly; the two biases by their sum), a module
+    # built by lstmkit, and a .pt file
+    sd = interop.save_torch(layer, tmp_path / "proj.pt")
+    theirs = mod.state_dict()
+    assert list(sd) == list(theirs)
+    for k, v in theirs.items():
+        if k.startswith("weight"):
+            np.testing.assert_array_equal(sd[k], v.numpy(), err_msg=k)
+    rebuilt = interop.torch_module(layer)
+    assert rebuilt.proj_size == P
+    with torch.no_grad():
+        out_r, _ = rebuilt(packed)
+    out_r, _ = torch.nn.utils.rnn.pad_packed_sequence(out_r, batch_first=True, total_length=TT)
+    np.testing.assert_allclose(out_r.numpy(), out_t.numpy(), rtol=1e-5, atol=1e-6)
+    again = interop.load_torch(tmp_path / "proj.pt")
+    np.testing.assert_array_equal(again(x, lengths=TLENGTHS).outputs, res.outputs)
+
+
+def test_onnx_export_refuses_a_projection():
+    pytest.importorskip("onnx")
+    from lstmkit import interop
+    layer = lstmkit.LSTM(H, proj_size=P)
+    layer.build((1, 1, I))
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        interop.to_onnx(layer)

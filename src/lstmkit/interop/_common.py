@@ -9,17 +9,19 @@ CELL_OF_CLASS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
 
 
 class Structure:
-    """cell ('lstm', 'gru', 'rnn'), units, input_size, num_layers, bidirectional, use_bias, reset_after."""
+    """cell ('lstm', 'gru', 'rnn'), units, input_size, num_layers, bidirectional, use_bias, reset_after,
+    activation, proj_size (LSTM only; 0: no projection)."""
 
     def __init__(self, cell, units, input_size, num_layers=1, bidirectional=False, use_bias=True,
-                 reset_after=True, activation="tanh"):
+                 reset_after=True, activation="tanh", proj_size=0):
         self.cell, self.units, self.input_size = cell, units, input_size
         self.num_layers, self.bidirectional, self.use_bias = num_layers, bidirectional, use_bias
-        self.reset_after, self.activation = reset_after, activation
+        self.reset_after, self.activation, self.proj_size = reset_after, activation, proj_size
 
     def __repr__(self):
         return (f"{self.cell} units={self.units} input_size={self.input_size} "
-                f"num_layers={self.num_layers} bidirectional={self.bidirectional}")
+                f"num_layers={self.num_layers} bidirectional={self.bidirectional}"
+                + (f" proj_size={self.proj_size}" if self.proj_size else ""))
 
 
 def structure(layer):
@@ -33,7 +35,7 @@ def structure(layer):
         raise ValueError(f"layer: {layer.name!r} is not built yet; call it on an input first")
     return Structure(CELL_OF_CLASS[type(inner).__name__], inner.units, inner.input_size,
                      inner.num_layers, isinstance(layer, Bidirectional), inner.use_bias,
-                     getattr(inner, "reset_after", True), inner.activation)
+                     getattr(inner, "reset_after", True), inner.activation, inner.proj_size)
 
 
 def native(layer):
@@ -52,6 +54,8 @@ def build(s, dtype="float32", name=None):
               kernel_initializer="zeros", recurrent_initializer="zeros")
     if s.cell == "gru":
         kw["reset_after"] = s.reset_after
+    if s.proj_size:
+        kw["proj_size"] = s.proj_size
     if s.bidirectional:
         layer = layers.Bidirectional(cls(s.units, **kw), name=name)
     else:

@@ -75,6 +75,10 @@ def _recurrent(g, layer, inp, prefix, lengths):
     tensor ``inp`` (T, B, F). Returns (time-major outputs (T, B, D*U), [h per layer], [c per layer]),
     each state (B, D*U), directions side by side."""
     s = _common.structure(layer)
+    if s.proj_size:
+        raise NotImplementedError(f"proj_size: ONNX's LSTM has no output projection; layer "
+                                  f"{layer.name!r} has proj_size={s.proj_size} (h = (o * tanh(c)) @ "
+                                  "projection_kernel) and cannot be exported")
     inner = layer.forward_layer if s.bidirectional else layer
     if s.bidirectional and layer.merge_mode != "concat":
         raise NotImplementedError(f"merge_mode: only 'concat' is exported, got {layer.merge_mode!r}")

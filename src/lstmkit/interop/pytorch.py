@@ -4,7 +4,9 @@ A state dict holds, per layer ``k`` and direction (``_reverse`` for the backward
 
     weight_ih_l{k}  (G*H, I)   weight_hh_l{k}  (G*H, H)   bias_ih_l{k}  (G*H,)   bias_hh_l{k}  (G*H,)
 
-with G = 4 (LSTM, gates i f g o), 3 (GRU, r z n) or 1 (RNN); layers k > 0 read ``D*H`` inputs. The
+with G = 4 (LSTM, gates i f g o), 3 (GRU, r z n) or 1 (RNN); layers k > 0 read ``D*H`` inputs. An
+LSTM with ``proj_size=P`` adds ``weight_hr_l{k}`` (P, H), its ``weight_hh_l{k}`` is (4H, P) and layers
+k > 0 read ``D*P`` inputs: it loads as ``lstmkit.LSTM(H, proj_size=P)``. The
 gate reordering and transposition is :mod:`lstmkit.layouts`'s. Files: ``.pt``/``.pth`` (needs torch;
 read with ``torch.load(weights_only=True)``, which never runs pickled code), ``.safetensors`` and
 ``.npz`` (NumPy alone).
@@ -93,10 +95,6 @@ def infer_structure(state_dict, cell=None, nonlinearity="tanh"):
         if not m:
             unknown.append(key)
             continue
-        if m.group(1) == "weight_hr":
-            raise NotImplementedError(
-                f"proj_size: state_dict[{key!r}] is the projection of an LSTM built with proj_size > 0 "
-                "(h = W_hr (o * tanh(c))); lstmkit's LSTM has no projection")
         layers.add(int(m.group(2)))
         bidirectional |= bool(m.group(3))
     if unknown:
@@ -106,15 +104,24 @@ def infer_structure(state_dict, cell=None, nonlinearity="tanh"):
         if need not in state_dict:
             raise ValueError(f"state_dict: missing {need!r}; found {sorted(state_dict)}")
     whh = np.shape(state_dict["weight_hh_l0"])
-    if len(whh) != 2 or whh[0] % max(whh[1], 1) or whh[0] // whh[1] not in _GATES:
+    proj_size = 0
+    if "weight_hr_l0" in state_dict:
+        whr = np.shape(state_dict["weight_hr_l0"])
+        if len(whr) != 2 or len(whh) != 2 or not 0 < whr[0] < whr[1] or whh != (4 * whr[1], whr[0]):
+            raise ValueError(f"state_dict['weight_hr_l0']: an LSTM projection (proj_size P, hidden "
+                             f"H) has weight_hr (P, H) with P < H and weight_hh (4H, P); found "
+                             f"weight_hr {whr} and weight_hh {whh}")
+        proj_size, hidden, found = whr[0], whr[1], "lstm"
+    elif len(whh) != 2 or whh[0] % max(whh[1], 1) or whh[0] // whh[1] not in _GATES:
         raise ValueError(f"state_dict['weight_hh_l0']: expected shape (G*H, H) with G = 4 (LSTM), 3 "
                          f"(GRU) or 1 (RNN), found {whh}")
-    found = _GATES[whh[0] // whh[1]]
+    else:
+        hidden, found = whh[1], _GATES[whh[0] // whh[1]]
     if cell is not None and cell != found:
         raise ValueError(f"cell: {cell!r} given, but weight_hh_l0 of shape {whh} is a {found}")
-    return _common.Structure(found, whh[1], int(np.shape(state_dict["weight_ih_l0"])[-1]),
+    return _common.Structure(found, hidden, int(np.shape(state_dict["weight_ih_l0"])[-1]),
                              max(layers) + 1, bidirectional, "bias_ih_l0" in state_dict,
-                             reset_after=True, activation=nonlinearity)
+                             reset_after=True, activation=nonlinearity, proj_size=proj_size)
 
 
 def load_torch(source, layer=None, *, cell=None, prefix=None, nonlinearity="tanh", dtype="float32"):
@@ -123,13 +130,14 @@ def load_torch(source, layer=None, *, cell=None, prefix=None, nonlinearity="tanh
     source: a state dict (names -> torch tensors or arrays) or a path (``.pt``/``.pth``,
         ``.safetensors``, ``.npz``).
     layer: a built lstmkit LSTM/GRU/SimpleRNN/Bidirectional to load into; None builds one from the
-        state dict (``Bidirectional`` when it has ``_reverse`` keys, ``num_layers`` from ``_l{k}``).
+        state dict (``Bidirectional`` when it has ``_reverse`` keys, ``num_layers`` from ``_l{k}``,
+        ``proj_size`` from ``weight_hr_l0``).
     cell: 'lstm', 'gru' or 'rnn' to check against (read from the weights' shapes otherwise).
     prefix: the module path before the names (``encoder.rnn``) when the dict holds several modules.
     nonlinearity: an ``nn.RNN``'s (``'tanh'`` or ``'relu'``; not stored in the state dict).
 
-    Returns the layer. Raises ValueError naming missing/unexpected keys and shapes that do not fit,
-    NotImplementedError for ``proj_size > 0``.
+    Returns the layer. Raises ValueError naming missing/unexpected keys and shapes that do not fit
+    (a projected state dict loaded into a layer without ``proj_size``: ``unexpected weight_hr_l0``).
     """
     sd = read_file(source) if isinstance(source, (str, os.PathLike)) else dict(source)
     sd = {k: _common.to_numpy(v) for k, v in _strip(sd, prefix).items()}
@@ -139,12 +147,14 @@ def load_torch(source, layer=None, *, cell=None, prefix=None, nonlinearity="tanh
         layer = _common.build(s, dtype)
     else:
         layer = _common.native(layer)
-        for key in sd:
-            if key.startswith("weight_hr"):
-                infer_structure({key: sd[key]})   # raises the proj_size error
         s = _common.structure(layer)
         if cell is not None and cell != s.cell:
             raise ValueError(f"cell: {cell!r} given, but layer {layer.name!r} is a {s.cell}")
+        if ("weight_hr_l0" in sd) != bool(s.proj_size):
+            found = np.shape(sd["weight_hr_l0"])[0] if "weight_hr_l0" in sd else 0
+            raise ValueError(f"proj_size: the state dict is of an LSTM with proj_size={found} "
+                             f"(weight_hr_l0 {'present' if found else 'absent'}), layer "
+                             f"{layer.name!r} has proj_size={s.proj_size}")
     expected = save_torch(layer)
     _common.check_against(sd, expected, "state_dict")
     params = layouts.from_torch_state_dict(sd, s.cell)
@@ -157,7 +167,7 @@ def save_torch(layer, path=None):
     when given: ``.pt``/``.pth`` (torch tensors, needs torch), ``.safetensors`` or ``.npz``.
 
     Load it with ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`` into
-    ``nn.LSTM(I, H, num_layers=L, bidirectional=..., batch_first=True)``. A GRU must have
+    ``nn.LSTM(I, H, num_layers=L, bidirectional=..., batch_first=True, proj_size=P)``. A GRU must have
     ``reset_after=True`` (PyTorch's formula). PyTorch keeps two biases: the whole bias goes to
     ``bias_ih`` and ``bias_hh`` is zero (their sum is what counts).
     """
@@ -193,7 +203,9 @@ def torch_module(layer):
     layer = _common.native(layer)
     s = _common.structure(layer)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[s.cell]
-    kw = {} if s.cell != "rnn" else {"nonlinearity": s.activation}
+    kw = {"nonlinearity": s.activation} if s.cell == "rnn" else {}
+    if s.proj_size:
+        kw["proj_size"] = s.proj_size
     mod = cls(s.input_size, s.units, num_layers=s.num_layers, bias=s.use_bias,
               bidirectional=s.bidirectional, batch_first=True, **kw)
     mod.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)).to(torch.float32)
