@@ -52,11 +52,13 @@ def assert_same(ref, got, dtype):
         np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol * scale, err_msg=key)
 
 
-@pytest.fixture(params=["whole_loop", "stepwise", "stepwise_transposed"])
+@pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed"])
 def loop_kind(request, monkeypatch):
-    """The compiled path runs the whole loop compiled (small shapes) or steps from Python (large),
-    computing the backward's recurrent product as d @ W.T or as (W @ d.T).T."""
-    if request.param != "whole_loop":
+    """The compiled path runs the whole loop compiled (small shapes, BLAS inside; or, from a batch
+    size on, with the recurrent matrix packed once) or steps from Python (large), computing the
+    backward's recurrent product as d @ W.T or as (W @ d.T).T."""
+    monkeypatch.setattr(numba_loops, "PACKED_MIN_BATCH", 1 if request.param == "packed" else 1 << 30)
+    if request.param.startswith("stepwise"):
         monkeypatch.setattr(numba_loops, "SMALL", 0)
     monkeypatch.setattr(numba_loops, "_transposed_product",
                         lambda B, U, T: request.param == "stepwise_transposed")

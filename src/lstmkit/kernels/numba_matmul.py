@@ -1,0 +1,170 @@
+"""A matrix product with the right-hand matrix packed once, for the compiled time loops.
+
+At every step a recurrent layer multiplies the state (B, U) by the same recurrent matrix (U, G).
+OpenBLAS re-packs that matrix at every call, which at B = 8 and U = 512 costs more than the
+product itself. Here the matrix is packed once per forward (or backward) call::
+
+    P = pack(w)                 # w (K, N) -> P (ceil(N / NR), K, NR): column panels, zero-padded
+    packed_matmul(a, P, out, tmp)   # out (M, N) = a (M, K) @ w
+
+Panel p holds columns p*NR .. p*NR+NR-1 of ``w``, row after row, so one panel is read from start to
+end, once per block of MR rows of ``a``. The micro-kernel keeps MR x NR accumulators in vector
+registers (float32: up to 8 rows x 32 columns; float64: up to 4 x 16) and for each k adds the
+broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in
+LLVM IR (``_block``), because LLVM does not vectorize the equivalent Python loops across the columns.
+
+The sums run over k in order, one fused multiply-add per term: the result differs from BLAS's only
+by float rounding.
+
+    >>> import numpy as np
+    >>> w = np.arange(12.0).reshape(3, 4); a = np.ones((2, 3))
+    >>> out = np.empty((2, 4)); packed_matmul(a, pack(w), out, scratch(w.dtype))
+    >>> bool(np.array_equal(out, a @ w))
+    True
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+def panel_width(dtype):
+    """NR, the columns per panel: 32 float32 or 16 float64 (four 256-bit vectors per row)."""
+    return 32 if np.dtype(dtype) == np.float32 else 16
+
+
+def pack(w):
+    """Pack ``w`` (K, N) into column panels (ceil(N / NR), K, NR), the last one zero-padded."""
+    K, N = w.shape
+    nr = panel_width(w.dtype)
+    panels = -(-N // nr)
+    padded = np.zeros((K, panels * nr), w.dtype)
+    padded[:, :N] = w
+    return np.ascontiguousarray(padded.reshape(K, panels, nr).transpose(1, 0, 2))
+
+
+def scratch(dtype):
+    """The (8, NR) buffer ``packed_matmul`` writes a last, partial panel's block into."""
+    return np.empty((8, panel_width(dtype)), dtype)
+
+
+def _block(MR, NR):
+    """c[r, :NR] = sum over k < K of a[r, k] * w[k, :NR] for r < MR, from raw offsets into the arrays:
+    ``a`` at a_off with row stride lda, ``w`` a panel (K, NR) at w_off, ``c`` at c_off with row stride
+    ldc (all in elements). The MR accumulators are <NR x float> values carried by the loop."""
+    @intrinsic
+    def block(typingctx, a, a_off, lda, w, w_off, K, c, c_off, ldc):
+        sig = types.void(a, a_off, lda, w, w_off, K, c, c_off, ldc)
+
+        def codegen(context, builder, signature, args):
+            a_, a_off_, lda_, w_, w_off_, K_, c_, c_off_, ldc_ = args
+            a_ty, _, _, w_ty, _, _, c_ty, _, _ = signature.args
+            a_ptr = builder.gep(context.make_array(a_ty)(context, builder, a_).data, [a_off_])
+            w_ptr = builder.gep(context.make_array(w_ty)(context, builder, w_).data, [w_off_])
+            c_ptr = builder.gep(context.make_array(c_ty)(context, builder, c_).data, [c_off_])
+            fty = a_ptr.type.pointee
+            vty = ir.VectorType(fty, NR)
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            bits = 32 if isinstance(fty, ir.FloatType) else 64
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                                 f"llvm.fma.v{NR}f{bits}")
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * NR)
+            splat = ir.Constant(ir.VectorType(i32, NR), [0] * NR)
+            undef = ir.Constant(vty, ir.Undefined)
+
+            entry = builder.block
+            loop = builder.append_basic_block("block.loop")
+            done = builder.append_basic_block("block.done")
+            builder.cbranch(builder.icmp_signed(">", K_, ir.Constant(i64, 0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            acc = [builder.phi(vty) for _ in range(MR)]
+            w_k = builder.gep(w_ptr, [builder.mul(k, ir.Constant(i64, NR))])
+            w_vec = builder.load(builder.bitcast(w_k, vty.as_pointer()), align=bits // 8)
+            new = []
+            for r in range(MR):
+                a_rk = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, r), lda_), k)]))
+                a_vec = builder.shuffle_vector(builder.insert_element(undef, a_rk, ir.Constant(i32, 0)),
+                                               undef, splat)
+                new.append(builder.call(fma, [a_vec, w_vec, acc[r]]))
+            k_next = builder.add(k, ir.Constant(i64, 1))
+            k.add_incoming(ir.Constant(i64, 0), entry)
+            k.add_incoming(k_next, loop)
+            for r in range(MR):
+                acc[r].add_incoming(zero, entry)
+                acc[r].add_incoming(new[r], loop)
+            builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
+
+            builder.position_at_end(done)
+            totals = [builder.phi(vty) for _ in range(MR)]    # phi nodes first in a block
+            for r in range(MR):
+                totals[r].add_incoming(zero, entry)
+                totals[r].add_incoming(new[r], loop)
+                c_r = builder.gep(c_ptr, [builder.mul(ir.Constant(i64, r), ldc_)])
+                builder.store(totals[r], builder.bitcast(c_r, vty.as_pointer()), align=bits // 8)
+            return context.get_dummy_value()
+        return sig, codegen
+    return block
+
+
+_block8_32, _block4_32, _block2_32, _block1_32 = (_block(m, 32) for m in (8, 4, 2, 1))
+_block4_16, _block2_16, _block1_16 = (_block(m, 16) for m in (4, 2, 1))
+
+
+@njit(inline="always", **JIT)
+def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc):
+    """Dispatch to the micro-kernel of MR rows for P's panel width."""
+    if P.shape[2] == 32:
+        if MR == 8:
+            _block8_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        elif MR == 4:
+            _block4_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        elif MR == 2:
+            _block2_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        else:
+            _block1_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+    else:
+        if MR == 4:
+            _block4_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        elif MR == 2:
+            _block2_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        else:
+            _block1_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+
+
+@njit(**JIT)
+def packed_matmul(a, P, out, tmp):
+    """out (M, N) = a (M, K) @ w, ``P = pack(w)``; ``tmp = scratch(dtype)``. Rows of ``a`` and
+    ``out`` must be contiguous (any row stride)."""
+    M, K = a.shape
+    panels, _, NR = P.shape
+    N = out.shape[1]
+    if (P.shape[1] != K or out.shape[0] != M or panels != (N + NR - 1) // NR
+            or tmp.shape[0] < 8 or tmp.shape[1] != NR or (NR != 32 and NR != 16)):
+        raise ValueError("packed_matmul: shapes of a, P, out, tmp do not match")
+    if M > 0 and ((K > 0 and a.strides[1] != a.itemsize) or (N > 0 and out.strides[1] != out.itemsize)):
+        raise ValueError("packed_matmul: rows of a and out must be contiguous")
+    lda = a.strides[0] // a.itemsize
+    ldc = out.strides[0] // out.itemsize
+    big = 8 if NR == 32 else 4
+    for p in range(panels):
+        j0 = p * NR
+        cols = min(NR, N - j0)
+        w_off = p * K * NR
+        i = 0
+        while i < M:
+            MR = big
+            while MR > M - i:
+                MR //= 2
+            if cols == NR:
+                _rows(MR, a, i, lda, P, w_off, K, out, i * ldc + j0, ldc)
+            else:
+                _rows(MR, a, i, lda, P, w_off, K, tmp, 0, NR)
+                for r in range(MR):
+                    for j in range(cols):
+                        out[i + r, j0 + j] = tmp[r, j]
+            i += MR

@@ -1,0 +1,58 @@
+"""The packed matrix product of the compiled loops equals a @ w (to float rounding): odd shapes,
+partial panels, row remainders of every micro-kernel size, empty operands, float32 and float64."""
+import numpy as np
+import pytest
+
+numba_matmul = pytest.importorskip("lstmkit.kernels.numba_matmul", reason="numba not installed")
+pack, packed_matmul, scratch = numba_matmul.pack, numba_matmul.packed_matmul, numba_matmul.scratch
+
+SHAPES = [(1, 1, 1), (3, 5, 7), (8, 64, 128), (13, 129, 385), (17, 33, 65), (5, 1, 31), (15, 128, 33),
+          (2, 7, 16), (7, 3, 32), (9, 40, 160), (32, 128, 512), (0, 4, 5), (4, 3, 0), (6, 0, 20)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_packed_matmul_equals_matmul(dtype, M, K, N):
+    rng = np.random.default_rng(M * 10000 + K * 100 + N)
+    a = rng.normal(size=(M, K)).astype(dtype)
+    w = rng.normal(size=(K, N)).astype(dtype)
+    out = np.full((M, N), np.nan, dtype)
+    packed_matmul(a, pack(w), out, scratch(dtype))
+    exact = a.astype(np.float64) @ w.astype(np.float64)
+    # float rounding of a K-term sum: a few ulp of the sum of |terms|
+    bound = np.abs(a).astype(np.float64) @ np.abs(w).astype(np.float64)
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(out - exact) <= 2 * (K + 1) * eps * bound + np.finfo(dtype).tiny)
+
+
+def test_pack_layout():
+    """Panel p holds columns p*NR .. p*NR+NR-1 row after row; the last panel is zero-padded."""
+    w = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
+    P = pack(w)
+    nr = numba_matmul.panel_width(np.float32)
+    assert P.shape == (2, 3, nr) and P.flags.c_contiguous
+    np.testing.assert_array_equal(P[0], w[:, :nr])
+    np.testing.assert_array_equal(P[1, :, :40 - nr], w[:, nr:])
+    assert not P[1, :, 40 - nr:].any()
+
+
+def test_rows_with_a_stride_and_a_view_of_out():
+    """a and out may be row views of larger arrays (as the loops pass hs[t] and a step's buffer)."""
+    rng = np.random.default_rng(1)
+    big_a = rng.normal(size=(9, 50)).astype(np.float32)
+    w = rng.normal(size=(20, 45)).astype(np.float32)
+    big_out = np.zeros((9, 60), np.float32)
+    packed_matmul(big_a[:, 5:25], pack(w), big_out[:, 10:55], scratch(np.float32))
+    np.testing.assert_allclose(big_out[:, 10:55], big_a[:, 5:25] @ w, rtol=1e-5, atol=1e-5)
+    assert not big_out[:, :10].any() and not big_out[:, 55:].any()
+
+
+def test_mismatched_shapes_raise():
+    w = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        packed_matmul(np.ones((2, 3), np.float32), pack(w), np.empty((2, 5), np.float32), scratch(np.float32))
+    with pytest.raises(ValueError, match="shapes"):
+        packed_matmul(np.ones((2, 4), np.float32), pack(w), np.empty((3, 5), np.float32), scratch(np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        packed_matmul(np.ones((2, 8), np.float32)[:, ::2], pack(w), np.empty((2, 5), np.float32),
+                      scratch(np.float32))
