@@ -279,3 +279,63 @@ def test_onnx_export_refuses_a_projection():
     layer.build((1, 1, I))
     with pytest.raises(NotImplementedError, match="proj_size"):
         interop.to_onnx(layer)
+
+
+def _tf1_graph(tf, style, x, ckpt_in=None):
+    """dynamic_rnn of LSTMCell(H, num_proj=P): 'plain', 'multi' (2 layers) or 'bidirectional'.
+    Returns outputs, the top layer's final LSTMStateTuple per direction, the variables by name."""
+    v1 = tf.compat.v1
+    make = lambda: v1.nn.rnn_cell.LSTMCell(H, num_proj=P)   # noqa: E731
+    with tf.Graph().as_default():
+        v1.set_random_seed(0)
+        xs = v1.placeholder(tf.float32, [None, None, I])
+        ls = v1.placeholder(tf.int32, [None])
+        with v1.variable_scope(v1.get_variable_scope(), initializer=v1.random_uniform_initializer(-.5, .5)):
+            if style == "plain":
+                out, st = v1.nn.dynamic_rnn(make(), xs, sequence_length=ls, dtype=tf.float32)
+                tops = [st]
+            elif style == "multi":
+                cells = v1.nn.rnn_cell.MultiRNNCell([make() for _ in range(2)])
+                out, st = v1.nn.dynamic_rnn(cells, xs, sequence_length=ls, dtype=tf.float32)
+                tops = [st[-1]]
+            else:
+                (of, ob), (sf, sb) = v1.nn.bidirectional_dynamic_rnn(make(), make(), xs, sequence_length=ls,
+                                                                     dtype=tf.float32)
+                out, tops = tf.concat([of, ob], -1), [sf, sb]
+        variables = v1.global_variables()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            if ckpt_in is not None:
+                v1.train.Saver().restore(sess, str(ckpt_in))
+            o, t = sess.run([out, tops], {xs: x, ls: TLENGTHS})
+            values = dict(zip([v.op.name for v in variables], sess.run(variables)))
+    return o, t, values
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize("style", ["plain", "multi", "bidirectional"])
+def test_tf1_num_proj_to_lstmkit_and_back(tf, style, rng, tmp_path):
+    from lstmkit import interop
+    x = rng.normal(size=(TB, TT, I)).astype("float32")
+    o, tops, values = _tf1_graph(tf, style, x)
+    assert any(k.endswith("lstm_cell/projection/kernel") for k in values)
+
+    def check(layer, o, tops):
+        res = layer(x, lengths=TLENGTHS)
+        np.testing.assert_allclose(res.outputs, o, rtol=1e-5, atol=1e-5)
+        mine = [res.forward.state, res.backward.state] if style == "bidirectional" else [res.state]
+        for m, t in zip(mine, tops):   # LSTMStateTuple(c, h): compared by name
+            np.testing.assert_allclose(m.h if m.h.ndim == 2 else m.h[-1], t.h, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(m.c if m.c.ndim == 2 else m.c[-1], t.c, rtol=1e-5, atol=1e-5)
+
+    layer = interop.load_tf1(values)
+    inner = layer.forward_layer if style == "bidirectional" else layer
+    assert (inner.units, inner.proj_size) == (H, P)
+    check(layer, o, tops)
+    for p in layer.params.values():   # new weights, written by lstmkit and restored by TF
+        p[...] = rng.normal(scale=0.4, size=p.shape)
+    interop.save_tf1(layer, tmp_path / "proj.ckpt")
+    o2, tops2, _ = _tf1_graph(tf, style, x, ckpt_in=tmp_path / "proj.ckpt")
+    check(layer, o2, tops2)
+    with pytest.raises(ValueError, match="only TF1's LSTMCell has a projection"):
+        interop.save_tf1(layer, cell_name="basic_lstm_cell")

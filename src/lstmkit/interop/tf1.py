@@ -8,10 +8,13 @@ The names TF1 gives the variables of ``dynamic_rnn`` and friends (``scope`` is `
     stack_bidirectional_rnn/cell_{k}/bidirectional_rnn/fw/lstm_cell/...    stacked bidirectional
     rnn/gru_cell/gates/kernel (I+U, 2U), gates/bias, candidate/kernel (I+U, U), candidate/bias
     rnn/basic_rnn_cell/kernel (I+U, U), .../bias;  basic_lstm_cell is BasicLSTMCell's name
+    rnn/lstm_cell/projection/kernel (U, P)     LSTMCell(num_proj=P): then kernel is (I+P, 4U)
 
 ``forget_bias`` (1.0 by default in LSTMCell and BasicLSTMCell) is added at run time and is not in the
 checkpoint: :func:`load_tf1` folds it into lstmkit's bias, :func:`save_tf1` takes it out again.
-A ``GRUCell`` resets before its matmul: it loads as ``lstmkit.GRU(reset_after=False)``.
+A ``GRUCell`` resets before its matmul: it loads as ``lstmkit.GRU(reset_after=False)``. An
+``LSTMCell(num_proj=P)`` loads as ``lstmkit.LSTM(U, proj_size=P)`` (without ``proj_clip``, which the
+native layer does not have: pass the variables only if the cell was built without it).
 
 Example::
 
@@ -67,6 +70,9 @@ def save_tf1(layer, path=None, *, scope=None, cell_name=None, forget_bias=1.0):
     cell_name = cell_name or _DEFAULT_CELL_NAME[s.cell]
     if _CELL_NAMES.get(cell_name) != s.cell:
         raise ValueError(f"cell_name: {cell_name!r} is not a TF1 name for a {s.cell} cell")
+    if s.proj_size and cell_name != "lstm_cell":
+        raise ValueError(f"cell_name: only TF1's LSTMCell has a projection (num_proj); layer "
+                         f"{layer.name!r} has proj_size={s.proj_size}, got cell_name={cell_name!r}")
     if s.activation != "tanh":
         raise ValueError(f"layer: TF1 cells use tanh, this layer uses activation={s.activation!r}")
     out = {}
@@ -74,7 +80,7 @@ def save_tf1(layer, path=None, *, scope=None, cell_name=None, forget_bias=1.0):
         for direction in (("fw", "bw") if s.bidirectional else (None,)):
             sub = None if direction is None else {"fw": "forward", "bw": "backward"}[direction]
             part = {n: layer.params[layouts.lstmkit_param_key(n, k, s.num_layers, sub)]
-                    for n in ("kernel", "recurrent_kernel", "bias")
+                    for n in ("kernel", "recurrent_kernel", "bias", "projection_kernel")
                     if layouts.lstmkit_param_key(n, k, s.num_layers, sub) in layer.params}
             opts = {"forget_bias": forget_bias} if s.cell == "lstm" else {}
             for var, v in layouts.convert(part, "keras", "tf1", s.cell, **opts).items():
@@ -159,9 +165,6 @@ def _parse(variables, scope, strict):
         if m.group("var").startswith("w_"):
             raise NotImplementedError(f"use_peepholes: variables[{name!r}] is a peephole weight; "
                                       "lstmkit's LSTM has no peepholes")
-        if m.group("var") == "projection/kernel":
-            raise NotImplementedError(f"num_proj: variables[{name!r}] is an output projection; "
-                                      "lstmkit's LSTM has no projection")
         if m.group("dir") and m.group("k") is not None:
             raise NotImplementedError(
                 f"variables[{name!r}]: a MultiRNNCell inside bidirectional_dynamic_rnn stacks each "
@@ -183,7 +186,8 @@ def load_tf1(source, layer=None, *, scope=None, forget_bias=1.0, dtype="float32"
     forget_bias: what the TF1 LSTM cell added at run time (1.0 unless it was built otherwise).
 
     Returns the layer. Missing or unexpected variables and shapes that do not fit raise ValueError
-    naming the variable; peepholes and ``num_proj`` raise NotImplementedError.
+    naming the variable; peepholes raise NotImplementedError. ``num_proj`` (``projection/kernel``)
+    gives ``proj_size``.
     """
     from_file = isinstance(source, (str, os.PathLike))
     variables = read_checkpoint(source) if from_file else dict(source)
@@ -208,7 +212,7 @@ def load_tf1(source, layer=None, *, scope=None, forget_bias=1.0, dtype="float32"
     for k in range(s.num_layers):
         for direction in (("fw", "bw") if s.bidirectional else (None,)):
             part = {var: given[variable_name(scope_found, cell_name, k, s.num_layers, direction, var)]
-                    for var in _VARS[cell]}
+                    for var in _VARS[cell] + (("projection/kernel",) if s.proj_size else ())}
             opts = {"forget_bias": forget_bias} if cell == "lstm" else {}
             sub = None if direction is None else {"fw": "forward", "bw": "backward"}[direction]
             for name, v in layouts.convert(part, "tf1", "keras", cell, **opts).items():
@@ -230,8 +234,13 @@ def _infer(cell, matches, given):
     G = {"lstm": 4, "rnn": 1, "gru": 1}[cell]
     units = int(np.shape(first[bias_key])[0]) // G
     rows = int(np.shape(first[kernel_key])[0])
-    if units < 1 or rows <= units:
+    proj = np.shape(first["projection/kernel"]) if "projection/kernel" in first else None
+    if proj is not None and (len(proj) != 2 or proj[0] != units or not 0 < proj[1] < units):
+        raise ValueError(f"variables: the first layer's projection/kernel of shape {proj} does not "
+                         f"fit {units} units (expected ({units}, P), 0 < P < {units})")
+    h_size = units if proj is None else proj[1]   # the rows of h in the kernel
+    if units < 1 or rows <= h_size:
         raise ValueError(f"variables: the first layer's {kernel_key} of shape "
                          f"{np.shape(first[kernel_key])} does not fit {units} units")
-    return _common.Structure(cell, units, rows - units, max(layers) + 1, bidirectional, True,
-                             reset_after=False)
+    return _common.Structure(cell, units, rows - h_size, max(layers) + 1, bidirectional, True,
+                             reset_after=False, proj_size=0 if proj is None else proj[1])
