@@ -246,15 +246,23 @@ def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratc
 
 
 @njit(inline="always", **JIT)
+def _product(a, R, P, tmp, out):
+    """out = a @ R, with the packed R (``P``) when it is given, else with BLAS on R. The backward
+    passes R.T (contiguous) and its packing."""
+    if P.shape[0] > 0:
+        packed_matmul(a, P, out, tmp)
+    else:
+        _matmul(a, R, out)
+
+
+@njit(inline="always", **JIT)
 def _recurrent_product(h, rmask, hr, R, P, tmp, out):
-    """out = (h * rmask) @ R, with the packed R (``P``) when it is given, else with BLAS on R."""
+    """out = (h * rmask) @ R (rmask: recurrent dropout, or zero-size for none)."""
     if rmask.shape[0] > 0:
         np.multiply(h, rmask, hr)
-        h = hr
-    if P.shape[0] > 0:
-        packed_matmul(h, P, out, tmp)
+        _product(hr, R, P, tmp, out)
     else:
-        _matmul(h, R, out)
+        _product(h, R, P, tmp, out)
 
 
 def _product_operands(w, B, dtype):
@@ -361,7 +369,7 @@ def _finish_dh(dh, dh_gate, rmask, carry, has_mask):
 
 
 @njit(**JIT)
-def _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms, rmask, mode, act, ract, dz):
+def _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms, rmask, mode, act, ract, dz):
     T, B, G = dz.shape
     U = G // 4
     pending = np.zeros((B, U), dz.dtype)
@@ -371,7 +379,7 @@ def _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms, rmask, mode, act, r
     for t in range(T - 1, -1, -1):
         _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending, carry,
                             scratch)
-        _matmul(dz[t], RT, dh_gate)
+        _product(dz[t], RT, PT, tmp, dh_gate)
         _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0)
 
 
@@ -387,10 +395,10 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
     RT = recurrent_kernel.T       # NumPy's matmul takes the transposed view as it is
-    if _whole_loop(B, G // 4, G):
-        # Compiled code calls BLAS on contiguous arrays: transpose once, not at every step.
-        RT = np.ascontiguousarray(RT, dtype)
-        _lstm_backward(d_outs, gates, cs, act_c, RT, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
+    if _packed(B) or _whole_loop(B, G // 4, G):
+        # Compiled code calls BLAS on contiguous arrays: transpose (or pack) once, not at every step.
+        RT, PT, tmp = _product_operands(RT, B, dtype)
+        _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
     else:
         pending = np.zeros((B, G // 4), dtype)
         carry = np.zeros((B, G // 4), dtype)
@@ -522,7 +530,7 @@ def _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dx
 
 
 @njit(**JIT)
-def _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms, rmask, mode, act, ract, dxw, drec):
+def _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms, rmask, mode, act, ract, dxw, drec):
     T, B, G = dxw.shape
     U = G // 3
     pending = np.zeros((B, U), dxw.dtype)
@@ -532,7 +540,7 @@ def _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms, rmask, mode, act, ract,
     for t in range(T - 1, -1, -1):
         _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
                            carry, scratch)
-        _matmul(drec[t], RT, dh_gate)
+        _product(drec[t], RT, PT, tmp, dh_gate)
         _finish_dh(dh, dh_gate, rmask, carry, True)
 
 
@@ -548,9 +556,10 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
     RT = recurrent_kernel.T
-    if _whole_loop(B, G // 3, G):
-        RT = np.ascontiguousarray(RT, dtype)
-        _gru_backward(d_outs, gates, rh_all, hs, RT, dh, ms2, rm, MODES[mode], act, ract, dxw, drec)
+    if _packed(B) or _whole_loop(B, G // 3, G):
+        RT, PT, tmp = _product_operands(RT, B, dtype)
+        _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms2, rm, MODES[mode], act, ract, dxw,
+                      drec)
     else:
         pending = np.zeros((B, G // 3), dtype)
         carry = np.zeros((B, G // 3), dtype)

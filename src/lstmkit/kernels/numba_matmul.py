@@ -40,10 +40,13 @@ def pack(w):
     """Pack ``w`` (K, N) into column panels (ceil(N / NR), K, NR), the last one zero-padded."""
     K, N = w.shape
     nr = panel_width(w.dtype)
-    panels = -(-N // nr)
-    padded = np.zeros((K, panels * nr), w.dtype)
-    padded[:, :N] = w
-    return np.ascontiguousarray(padded.reshape(K, panels, nr).transpose(1, 0, 2))
+    full = N // nr
+    P = np.empty((-(-N // nr), K, nr), w.dtype)
+    P[:full] = w[:, :full * nr].reshape(K, full, nr).transpose(1, 0, 2)   # one pass over w
+    if full < P.shape[0]:
+        P[full] = 0
+        P[full, :, :N - full * nr] = w[:, full * nr:]
+    return P
 
 
 def scratch(dtype):
