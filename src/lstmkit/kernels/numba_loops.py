@@ -167,14 +167,19 @@ def _whole_loop(B, U, G):
     return B * U * G <= SMALL
 
 
-# From this batch size on, the recurrent product with the matrix packed once per call
-# (``numba_matmul``) beats NumPy's BLAS, which re-packs it at every step (measured, float32, one
-# thread: 1.1-3x for B = 8..128, U = 128..512), and the whole time loop runs compiled.
-PACKED_MIN_BATCH = 8
+# From these batch sizes on, the recurrent product with the matrix packed once per call
+# (``numba_matmul``) beats BLAS, which re-packs it at every step (measured, float32, one thread,
+# per product: 1.1-3x for B = 2..128, U = 128..512), and the whole time loop runs compiled. With
+# one row the forward's matrix-vector product is as fast as the packed one and packing is not
+# repaid; the backward's is (whole backward 1.05-1.2x). Packing costs about one BLAS call's own
+# re-packing: it pays from a few steps on (a decoder's single steps keep BLAS).
+PACKED_MIN_BATCH = 2
+PACKED_MIN_BATCH_BACKWARD = 1
+PACKED_MIN_STEPS = 4
 
 
-def _packed(B):
-    return B >= PACKED_MIN_BATCH
+def _packed(B, T, backward=False):
+    return T >= PACKED_MIN_STEPS and B >= (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH)
 
 
 def _transposed_product(B, U, T):
@@ -265,10 +270,10 @@ def _recurrent_product(h, rmask, hr, R, P, tmp, out):
         _product(h, R, P, tmp, out)
 
 
-def _product_operands(w, B, dtype):
+def _product_operands(w, B, T, dtype, backward=False):
     """(R, P, tmp) for the compiled loops' products with ``w``: P packed when the batch is large
     enough, R as BLAS inside compiled code wants it (contiguous) otherwise."""
-    if _packed(B):
+    if _packed(B, T, backward):
         return _absent(dtype, 2), pack(np.asarray(w, dtype)), scratch(dtype)
     return np.ascontiguousarray(w, dtype), _absent(dtype, 3), scratch(dtype)
 
@@ -294,8 +299,8 @@ def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurr
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 4)), dtype)
     act, ract = codes(activation, recurrent_activation)
     R = recurrent_kernel
-    if _packed(B) or _whole_loop(B, G // 4, G):
-        R, P, tmp = _product_operands(R, B, dtype)
+    if _packed(B, T) or _whole_loop(B, G // 4, G):
+        R, P, tmp = _product_operands(R, B, T, dtype)
         _lstm_forward(xw, R, P, tmp, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
@@ -395,9 +400,9 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
     RT = recurrent_kernel.T       # NumPy's matmul takes the transposed view as it is
-    if _packed(B) or _whole_loop(B, G // 4, G):
+    if _packed(B, T, True) or _whole_loop(B, G // 4, G):
         # Compiled code calls BLAS on contiguous arrays: transpose (or pack) once, not at every step.
-        RT, PT, tmp = _product_operands(RT, B, dtype)
+        RT, PT, tmp = _product_operands(RT, B, T, dtype, backward=True)
         _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
     else:
         pending = np.zeros((B, G // 4), dtype)
@@ -475,8 +480,8 @@ def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, rec
     b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
     act, ract = codes(activation, recurrent_activation)
     R = recurrent_kernel
-    if _packed(B) or _whole_loop(B, G // 3, G):
-        R, P, tmp = _product_operands(R, B, dtype)
+    if _packed(B, T) or _whole_loop(B, G // 3, G):
+        R, P, tmp = _product_operands(R, B, T, dtype)
         _gru_forward(xw, R, P, tmp, b_rec, rm, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
@@ -556,8 +561,8 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
     rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
     act, ract = codes(activation, recurrent_activation)
     RT = recurrent_kernel.T
-    if _packed(B) or _whole_loop(B, G // 3, G):
-        RT, PT, tmp = _product_operands(RT, B, dtype)
+    if _packed(B, T, True) or _whole_loop(B, G // 3, G):
+        RT, PT, tmp = _product_operands(RT, B, T, dtype, backward=True)
         _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms2, rm, MODES[mode], act, ract, dxw,
                       drec)
     else:
