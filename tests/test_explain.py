@@ -206,3 +206,9 @@ def test_tf1_state_is_tuple_false_is_c_then_h(tf, rng):
     assert state.shape == (B, 2 * U)
     np.testing.assert_allclose(state[:, U:], outputs[[0, 1], [2, 0]], atol=1e-6)   # h is second
     assert not np.allclose(state[:, :U], state[:, U:])
+
+
+def test_a_projected_lstm_is_refused_rather_than_explained_with_wrong_shapes():
+    import lstmkit
+    with pytest.raises(NotImplementedError, match="proj_size=2"):
+        lstmkit.explain(lstmkit.LSTM(5, proj_size=2))

@@ -157,6 +157,10 @@ def _config(what, **kw):
         if kind is None:
             raise TypeError(f"what: expected 'lstm', 'gru', 'rnn', an lstmkit recurrent layer or its "
                             f"result, got {type(what).__name__}")
+        if getattr(inner, "proj_size", 0):
+            raise NotImplementedError(f"what: explain does not cover LSTM projections yet (this layer "
+                                      f"has proj_size={inner.proj_size}); its h and outputs are "
+                                      f"proj_size wide, c is units wide")
         found["cell"] = kind
         found["units"] = getattr(inner, "units", None)
         if getattr(inner, "input_size", None):
