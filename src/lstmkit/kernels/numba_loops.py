@@ -2,9 +2,11 @@
 
 Imported only through :mod:`.backend`, on the first kernel call. Each loop fills exactly the buffers
 the NumPy loop of the same kernel fills, so the caches (and backward passes) of the two paths are
-interchangeable. Per step: one BLAS product with the recurrent matrix into a preallocated buffer,
-then one fused pass over the gates, written so that LLVM vectorizes it. Nothing is allocated inside
-the loop. Small shapes (``SMALL``) run the whole time loop compiled, BLAS called from inside it (a
+interchangeable. Per step: one product with the recurrent matrix into a preallocated buffer, then
+one fused pass over the gates, written so that LLVM vectorizes it. Nothing is allocated inside the
+loop. From a few rows and steps on (``_packed``) the recurrent matrix is packed once per call and
+the product is ``numba_matmul.packed_matmul``, the whole time loop compiled at every size. Below,
+small shapes (``SMALL``) run the whole time loop compiled, BLAS called from inside it (a
 matrix-vector product when the batch is 1); larger ones step from Python, where the call overhead
 is negligible, so that NumPy's own BLAS does the product.
 
