@@ -9,7 +9,7 @@ product itself. Here the matrix is packed once per forward (or backward) call::
 
 Panel p holds columns p*NR .. p*NR+NR-1 of ``w``, row after row, so one panel is read from start to
 end, once per block of MR rows of ``a``. The micro-kernel keeps MR x NR accumulators in vector
-registers (float32: up to 8 rows x 32 columns; float64: up to 4 x 16) and for each k adds the
+registers (up to 8 rows x 32 float32 or 16 float64 columns: two 512-bit vectors a row) and for each k adds the
 broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in
 LLVM IR (``_block``), because LLVM does not vectorize the equivalent Python loops across the columns.
 
@@ -32,7 +32,7 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 def panel_width(dtype):
-    """NR, the columns per panel: 32 float32 or 16 float64 (four 256-bit vectors per row)."""
+    """NR, the columns per panel: 32 float32 or 16 float64 (two 512-bit vectors)."""
     return 32 if np.dtype(dtype) == np.float32 else 16
 
 
@@ -115,7 +115,7 @@ def _block(MR, NR):
 
 
 _block8_32, _block4_32, _block2_32, _block1_32 = (_block(m, 32) for m in (8, 4, 2, 1))
-_block4_16, _block2_16, _block1_16 = (_block(m, 16) for m in (4, 2, 1))
+_block8_16, _block4_16, _block2_16, _block1_16 = (_block(m, 16) for m in (8, 4, 2, 1))
 
 
 @njit(inline="always", **JIT)
@@ -131,7 +131,9 @@ def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc):
         else:
             _block1_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
     else:
-        if MR == 4:
+        if MR == 8:
+            _block8_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        elif MR == 4:
             _block4_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
         elif MR == 2:
             _block2_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
@@ -153,14 +155,13 @@ def packed_matmul(a, P, out, tmp):
         raise ValueError("packed_matmul: rows of a and out must be contiguous")
     lda = a.strides[0] // a.itemsize
     ldc = out.strides[0] // out.itemsize
-    big = 8 if NR == 32 else 4
     for p in range(panels):
         j0 = p * NR
         cols = min(NR, N - j0)
         w_off = p * K * NR
         i = 0
         while i < M:
-            MR = big
+            MR = 8
             while MR > M - i:
                 MR //= 2
             if cols == NR:
