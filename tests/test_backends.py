@@ -57,6 +57,7 @@ def loop_kind(request, monkeypatch):
     """The compiled path runs the whole loop compiled (small shapes, BLAS inside; or, from a batch
     size on, with the recurrent matrix packed once) or steps from Python (large), computing the
     backward's recurrent product as d @ W.T or as (W @ d.T).T."""
+    monkeypatch.setattr(numba_loops, "PACKED", request.param == "packed")
     for name in ("PACKED_MIN_BATCH", "PACKED_MIN_BATCH_BACKWARD", "PACKED_MIN_STEPS"):
         monkeypatch.setattr(numba_loops, name, 1 if request.param == "packed" else 1 << 30)
     if request.param.startswith("stepwise"):

@@ -27,13 +27,16 @@ def test_packed_matmul_equals_matmul(dtype, M, K, N):
 
 def test_pack_layout():
     """Panel p holds columns p*NR .. p*NR+NR-1 row after row; the last panel is zero-padded."""
-    w = np.arange(3 * 40, dtype=np.float32).reshape(3, 40)
-    P = pack(w)
     nr = numba_matmul.panel_width(np.float32)
-    assert P.shape == (2, 3, nr) and P.flags.c_contiguous
+    N = 2 * nr + 5
+    w = np.arange(3 * N, dtype=np.float32).reshape(3, N)
+    P = pack(w)
+    assert P.shape == (3, 3, nr) and P.flags.c_contiguous
     np.testing.assert_array_equal(P[0], w[:, :nr])
-    np.testing.assert_array_equal(P[1, :, :40 - nr], w[:, nr:])
-    assert not P[1, :, 40 - nr:].any()
+    np.testing.assert_array_equal(P[1], w[:, nr:2 * nr])
+    np.testing.assert_array_equal(P[2, :, :5], w[:, 2 * nr:])
+    assert not P[2, :, 5:].any()
+    assert numba_matmul.panel_width(np.float64) == nr // 2
 
 
 def test_rows_with_a_stride_and_a_view_of_out():

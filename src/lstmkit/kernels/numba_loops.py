@@ -22,6 +22,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from . import numba_matmul
 from .numba_matmul import pack, packed_matmul, scratch
 
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "hard_sigmoid": 2, "relu": 3, "linear": 4}
@@ -174,14 +175,17 @@ def _whole_loop(B, U, G):
 # per product: 1.1-3x for B = 2..128, U = 128..512), and the whole time loop runs compiled. With
 # one row the forward's matrix-vector product is as fast as the packed one and packing is not
 # repaid; the backward's is (whole backward 1.05-1.2x). Packing costs about one BLAS call's own
-# re-packing: it pays from a few steps on (a decoder's single steps keep BLAS).
+# re-packing: it pays from a few steps on (a decoder's single steps keep BLAS). Measured with
+# AVX-512 only: without it the micro-kernel has half the vector width and BLAS keeps the product.
+PACKED = numba_matmul.VECTOR_BYTES == 64
 PACKED_MIN_BATCH = 2
 PACKED_MIN_BATCH_BACKWARD = 1
 PACKED_MIN_STEPS = 4
 
 
 def _packed(B, T, backward=False):
-    return T >= PACKED_MIN_STEPS and B >= (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH)
+    return (PACKED and T >= PACKED_MIN_STEPS
+            and B >= (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH))
 
 
 def _transposed_product(B, U, T):

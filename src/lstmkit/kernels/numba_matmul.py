@@ -9,9 +9,10 @@ product itself. Here the matrix is packed once per forward (or backward) call::
 
 Panel p holds columns p*NR .. p*NR+NR-1 of ``w``, row after row, so one panel is read from start to
 end, once per block of MR rows of ``a``. The micro-kernel keeps MR x NR accumulators in vector
-registers (up to 8 rows x 32 float32 or 16 float64 columns: two 512-bit vectors a row) and for each k adds the
-broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in
-LLVM IR (``_block``), because LLVM does not vectorize the equivalent Python loops across the columns.
+registers, two vectors a row (with AVX-512 up to 8 rows x 32 float32 or 16 float64 columns, else
+4 rows x 16 or 8), and for each k adds the broadcast a[i, k] times the NR-vector P[p, k] with a
+fused multiply-add. It is written directly in LLVM IR (``_block``), because LLVM does not
+vectorize the equivalent Python loops across the columns.
 
 The sums run over k in order, one fused multiply-add per term: the result differs from BLAS's only
 by float rounding.
@@ -22,8 +23,10 @@ by float rounding.
     >>> bool(np.array_equal(out, a @ w))
     True
 """
+import os
+
 import numpy as np
-from llvmlite import ir
+from llvmlite import binding, ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -31,9 +34,21 @@ from numba.extending import intrinsic
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
+def _vector_bytes():
+    """64 where the code Numba generates may use 512-bit vectors (AVX-512), else 32."""
+    features = os.environ.get("NUMBA_CPU_FEATURES") or binding.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+# The block: 8 rows x two 512-bit vectors (16 accumulators of AVX-512's 32 registers), or
+# 4 rows x two 256-bit vectors (8 of AVX2's 16): more would spill the accumulators to memory.
+VECTOR_BYTES = _vector_bytes()
+ROWS = 8 if VECTOR_BYTES == 64 else 4
+
+
 def panel_width(dtype):
-    """NR, the columns per panel: 32 float32 or 16 float64 (two 512-bit vectors)."""
-    return 32 if np.dtype(dtype) == np.float32 else 16
+    """NR, the columns per panel: two vectors (AVX-512: 32 float32 or 16 float64; else 16 or 8)."""
+    return 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 def pack(w):
@@ -50,8 +65,9 @@ def pack(w):
 
 
 def scratch(dtype):
-    """The (8, NR) buffer ``packed_matmul`` writes a last, partial panel's block into."""
-    return np.empty((8, panel_width(dtype)), dtype)
+    """The (ROWS, NR) buffer ``packed_matmul`` writes a last, partial panel's block into; its row
+    count is the largest block of rows."""
+    return np.empty((ROWS, panel_width(dtype)), dtype)
 
 
 def _block(MR, NR):
@@ -116,6 +132,7 @@ def _block(MR, NR):
 
 _block8_32, _block4_32, _block2_32, _block1_32 = (_block(m, 32) for m in (8, 4, 2, 1))
 _block8_16, _block4_16, _block2_16, _block1_16 = (_block(m, 16) for m in (8, 4, 2, 1))
+_block4_8, _block2_8, _block1_8 = (_block(m, 8) for m in (4, 2, 1))
 
 
 @njit(inline="always", **JIT)
@@ -130,7 +147,7 @@ def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc):
             _block2_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
         else:
             _block1_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
-    else:
+    elif P.shape[2] == 16:
         if MR == 8:
             _block8_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
         elif MR == 4:
@@ -139,17 +156,25 @@ def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc):
             _block2_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
         else:
             _block1_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+    else:
+        if MR == 4:
+            _block4_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        elif MR == 2:
+            _block2_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+        else:
+            _block1_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
 
 
 @njit(**JIT)
 def packed_matmul(a, P, out, tmp):
-    """out (M, N) = a (M, K) @ w, ``P = pack(w)``; ``tmp = scratch(dtype)``. Rows of ``a`` and
-    ``out`` must be contiguous (any row stride)."""
+    """out (M, N) = a (M, K) @ w, ``P = pack(w)``; ``tmp = scratch(dtype)`` (its row count, 8 or 4,
+    is the largest block of rows). Rows of ``a`` and ``out`` must be contiguous (any row stride)."""
     M, K = a.shape
     panels, _, NR = P.shape
     N = out.shape[1]
     if (P.shape[1] != K or out.shape[0] != M or panels != (N + NR - 1) // NR
-            or tmp.shape[0] < 8 or tmp.shape[1] != NR or (NR != 32 and NR != 16)):
+            or tmp.shape[1] != NR or not (NR == 32 or NR == 16 or NR == 8)
+            or not (tmp.shape[0] == 4 or (tmp.shape[0] == 8 and NR != 8))):
         raise ValueError("packed_matmul: shapes of a, P, out, tmp do not match")
     if M > 0 and ((K > 0 and a.strides[1] != a.itemsize) or (N > 0 and out.strides[1] != out.itemsize)):
         raise ValueError("packed_matmul: rows of a and out must be contiguous")
@@ -161,7 +186,7 @@ def packed_matmul(a, P, out, tmp):
         w_off = p * K * NR
         i = 0
         while i < M:
-            MR = 8
+            MR = tmp.shape[0]
             while MR > M - i:
                 MR //= 2
             if cols == NR:
