@@ -59,3 +59,16 @@ def test_mismatched_shapes_raise():
     with pytest.raises(ValueError, match="contiguous"):
         packed_matmul(np.ones((2, 8), np.float32)[:, ::2], pack(w), np.empty((2, 5), np.float32),
                       scratch(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (13, 129, 385), (9, 40, 160), (1, 2, 1)])
+def test_packed_matmul_accumulates(dtype, M, K, N):
+    """accumulate=True adds the product to out's values (full and partial panels)."""
+    rng = np.random.default_rng(M + K + N)
+    a, w = rng.normal(size=(M, K)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    start = rng.normal(size=(M, N)).astype(dtype)
+    out = start.copy()
+    packed_matmul(a, pack(w), out, scratch(dtype), True)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(out, start + a.astype(np.float64) @ w, rtol=tol, atol=tol * (K + 1))

@@ -214,16 +214,18 @@ class _BackwardProduct:
 @njit(**JIT)
 def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
     """One step's gates and state from z = h_{t-1} @ recurrent_kernel (B, 4U); state in hs[t], cs[t].
-    ``gates`` may be ``xw`` itself (activated in place)."""
-    B, G = z.shape
+    ``gates`` may be ``xw`` itself (activated in place). A zero-size z: the product has already been
+    added into ``gates[t]`` (which is then ``xw``)."""
+    _, B, G = xw.shape
     U = G // 4
     has_mask = ms.shape[0] > 0
-    zero = z.dtype.type(0.0)
+    zero = xw.dtype.type(0.0)
     for b in range(B):
         a = gates[t, b]
-        x_b, z_b = xw[t, b], z[b]
-        for j in range(G):
-            a[j] = x_b[j] + z_b[j]
+        if z.shape[0] > 0:
+            x_b, z_b = xw[t, b], z[b]
+            for j in range(G):
+                a[j] = x_b[j] + z_b[j]
         _activate(a[:2 * U], ract)
         _activate(a[2 * U:3 * U], act)
         _activate(a[3 * U:], ract)
@@ -285,14 +287,24 @@ def _product_operands(w, B, T, dtype, backward=False):
 
 
 @njit(**JIT)
-def _lstm_forward(xw, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
+def _lstm_forward(xw, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs, fused):
+    """``fused``: gates is xw and the packed product adds into it (no z buffer, one pass less)."""
     T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
+    no_z = np.empty((0, G), xw.dtype)
     hr = np.empty((B, G // 4), xw.dtype)
     scratch = np.empty((1, G // 4), xw.dtype)
     for t in range(T):
-        _recurrent_product(hs[t], rmask, hr, R, P, tmp, z)
-        _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        if fused:
+            h = hs[t]
+            if rmask.shape[0] > 0:
+                np.multiply(h, rmask, hr)
+                h = hr
+            packed_matmul(h, P, xw[t], tmp, True)
+            _lstm_step(t, xw, no_z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        else:
+            _recurrent_product(hs[t], rmask, hr, R, P, tmp, z)
+            _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
 
 
 def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
@@ -307,7 +319,8 @@ def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurr
     R = recurrent_kernel
     if _packed(B, T) or _whole_loop(B, G // 4, G):
         R, P, tmp = _product_operands(R, B, T, dtype)
-        _lstm_forward(xw, R, P, tmp, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs)
+        fused = P.shape[0] > 0 and gates is xw
+        _lstm_forward(xw, R, P, tmp, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs, fused)
     else:
         z = np.empty((B, G), dtype)
         hr = np.empty((B, G // 4), dtype)

@@ -71,16 +71,17 @@ def scratch(dtype):
 
 
 def _block(MR, NR):
-    """c[r, :NR] = sum over k < K of a[r, k] * w[k, :NR] for r < MR, from raw offsets into the arrays:
-    ``a`` at a_off with row stride lda, ``w`` a panel (K, NR) at w_off, ``c`` at c_off with row stride
-    ldc (all in elements). The MR accumulators are <NR x float> values carried by the loop."""
+    """c[r, :NR] (+)= sum over k < K of a[r, k] * w[k, :NR] for r < MR, from raw offsets into the
+    arrays: ``a`` at a_off with row stride lda, ``w`` a panel (K, NR) at w_off, ``c`` at c_off with row
+    stride ldc (all in elements); added to c's values when ``accumulate`` is nonzero. The MR
+    accumulators are <NR x float> values carried by the loop."""
     @intrinsic
-    def block(typingctx, a, a_off, lda, w, w_off, K, c, c_off, ldc):
-        sig = types.void(a, a_off, lda, w, w_off, K, c, c_off, ldc)
+    def block(typingctx, a, a_off, lda, w, w_off, K, c, c_off, ldc, accumulate):
+        sig = types.void(a, a_off, lda, w, w_off, K, c, c_off, ldc, accumulate)
 
         def codegen(context, builder, signature, args):
-            a_, a_off_, lda_, w_, w_off_, K_, c_, c_off_, ldc_ = args
-            a_ty, _, _, w_ty, _, _, c_ty, _, _ = signature.args
+            a_, a_off_, lda_, w_, w_off_, K_, c_, c_off_, ldc_, accumulate_ = args
+            a_ty, _, _, w_ty, _, _, c_ty, _, _, _ = signature.args
             a_ptr = builder.gep(context.make_array(a_ty)(context, builder, a_).data, [a_off_])
             w_ptr = builder.gep(context.make_array(w_ty)(context, builder, w_).data, [w_off_])
             c_ptr = builder.gep(context.make_array(c_ty)(context, builder, c_).data, [c_off_])
@@ -94,6 +95,11 @@ def _block(MR, NR):
             splat = ir.Constant(ir.VectorType(i32, NR), [0] * NR)
             undef = ir.Constant(vty, ir.Undefined)
 
+            c_rows = [builder.bitcast(builder.gep(c_ptr, [builder.mul(ir.Constant(i64, r), ldc_)]),
+                                      vty.as_pointer()) for r in range(MR)]
+            add_to_c = builder.icmp_signed("!=", accumulate_, ir.Constant(accumulate_.type, 0))
+            init = [builder.select(add_to_c, builder.load(c_rows[r], align=bits // 8), zero)
+                    for r in range(MR)]
             entry = builder.block
             loop = builder.append_basic_block("block.loop")
             done = builder.append_basic_block("block.done")
@@ -114,17 +120,16 @@ def _block(MR, NR):
             k.add_incoming(ir.Constant(i64, 0), entry)
             k.add_incoming(k_next, loop)
             for r in range(MR):
-                acc[r].add_incoming(zero, entry)
+                acc[r].add_incoming(init[r], entry)
                 acc[r].add_incoming(new[r], loop)
             builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
 
             builder.position_at_end(done)
             totals = [builder.phi(vty) for _ in range(MR)]    # phi nodes first in a block
             for r in range(MR):
-                totals[r].add_incoming(zero, entry)
+                totals[r].add_incoming(init[r], entry)
                 totals[r].add_incoming(new[r], loop)
-                c_r = builder.gep(c_ptr, [builder.mul(ir.Constant(i64, r), ldc_)])
-                builder.store(totals[r], builder.bitcast(c_r, vty.as_pointer()), align=bits // 8)
+                builder.store(totals[r], c_rows[r], align=bits // 8)
             return context.get_dummy_value()
         return sig, codegen
     return block
@@ -136,39 +141,40 @@ _block4_8, _block2_8, _block1_8 = (_block(m, 8) for m in (4, 2, 1))
 
 
 @njit(inline="always", **JIT)
-def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc):
+def _rows(MR, a, i, lda, P, w_off, K, c, c_off, ldc, accumulate):
     """Dispatch to the micro-kernel of MR rows for P's panel width."""
     if P.shape[2] == 32:
         if MR == 8:
-            _block8_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block8_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         elif MR == 4:
-            _block4_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block4_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         elif MR == 2:
-            _block2_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block2_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         else:
-            _block1_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block1_32(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
     elif P.shape[2] == 16:
         if MR == 8:
-            _block8_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block8_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         elif MR == 4:
-            _block4_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block4_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         elif MR == 2:
-            _block2_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block2_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         else:
-            _block1_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block1_16(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
     else:
         if MR == 4:
-            _block4_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block4_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         elif MR == 2:
-            _block2_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block2_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
         else:
-            _block1_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc)
+            _block1_8(a, i * lda, lda, P, w_off, K, c, c_off, ldc, accumulate)
 
 
 @njit(**JIT)
-def packed_matmul(a, P, out, tmp):
+def packed_matmul(a, P, out, tmp, accumulate=False):
     """out (M, N) = a (M, K) @ w, ``P = pack(w)``; ``tmp = scratch(dtype)`` (its row count, 8 or 4,
-    is the largest block of rows). Rows of ``a`` and ``out`` must be contiguous (any row stride)."""
+    is the largest block of rows). Rows of ``a`` and ``out`` must be contiguous (any row stride).
+    ``accumulate=True``: out += a @ w."""
     M, K = a.shape
     panels, _, NR = P.shape
     N = out.shape[1]
@@ -190,9 +196,13 @@ def packed_matmul(a, P, out, tmp):
             while MR > M - i:
                 MR //= 2
             if cols == NR:
-                _rows(MR, a, i, lda, P, w_off, K, out, i * ldc + j0, ldc)
+                _rows(MR, a, i, lda, P, w_off, K, out, i * ldc + j0, ldc, accumulate)
             else:
-                _rows(MR, a, i, lda, P, w_off, K, tmp, 0, NR)
+                if accumulate:
+                    for r in range(MR):
+                        for j in range(cols):
+                            tmp[r, j] = out[i + r, j0 + j]
+                _rows(MR, a, i, lda, P, w_off, K, tmp, 0, NR, accumulate)
                 for r in range(MR):
                     for j in range(cols):
                         out[i + r, j0 + j] = tmp[r, j]
