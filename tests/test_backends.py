@@ -60,6 +60,7 @@ def loop_kind(request, monkeypatch):
     monkeypatch.setattr(numba_loops, "PACKED", request.param == "packed")
     for name in ("PACKED_MIN_BATCH", "PACKED_MIN_BATCH_BACKWARD", "PACKED_MIN_STEPS"):
         monkeypatch.setattr(numba_loops, name, 1 if request.param == "packed" else 1 << 30)
+    monkeypatch.setattr(numba_loops, "PACKED_MAX_BATCH", 1 << 30)
     if request.param.startswith("stepwise"):
         monkeypatch.setattr(numba_loops, "SMALL", 0)
     monkeypatch.setattr(numba_loops, "_transposed_product",
