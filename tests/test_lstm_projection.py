@@ -42,11 +42,11 @@ def test_kernel_gradients_match_finite_differences(reverse, mode, masked, dropou
     opts = dict(reverse=reverse, masked_output_mode=mode, recurrent_dropout_mask=rmask)
 
     def loss():
-        out, h, c, _ = kernels.lstm_projection_forward(x, mask, h0, c0, *weights, **opts)
+        out, h, c, _ = kernels.lstm_forward(x, mask, h0, c0, *weights[:3], projection=weights[3], **opts)
         return float((out * d_out).sum() + (h * d_h).sum() + (c * d_c).sum())
 
-    cache = kernels.lstm_projection_forward(x, mask, h0, c0, *weights, **opts)[-1]
-    grads = kernels.lstm_projection_backward(cache, d_out, d_h, d_c)
+    cache = kernels.lstm_forward(x, mask, h0, c0, *weights[:3], projection=weights[3], **opts)[-1]
+    grads = kernels.lstm_backward(cache, d_out, d_h, d_c)
     named = {"x": x, "h0": h0, "c0": c0,
              **dict(zip(["kernel", "recurrent_kernel", "bias", "projection"], weights))}
     for key, arr in named.items():
@@ -62,11 +62,11 @@ def test_kernel_without_bias_and_with_partial_gradients():
     d_c = rng.normal(size=(B, U))
 
     def loss():
-        return float((kernels.lstm_projection_forward(x, None, None, None, *weights, None, proj)[2]
+        return float((kernels.lstm_forward(x, None, None, None, *weights, None, projection=proj)[2]
                       * d_c).sum())
 
-    cache = kernels.lstm_projection_forward(x, None, None, None, *weights, None, proj)[-1]
-    grads = kernels.lstm_projection_backward(cache, None, None, d_c)
+    cache = kernels.lstm_forward(x, None, None, None, *weights, None, projection=proj)[-1]
+    grads = kernels.lstm_backward(cache, None, None, d_c)
     assert grads["bias"] is None
     for key, arr in {"x": x, "kernel": weights[0], "recurrent_kernel": weights[1],
                      "projection": proj}.items():
@@ -84,12 +84,12 @@ def test_identity_projection_is_the_plain_lstm(reverse, mode, kernel_backend):
     h0, c0 = rng.normal(size=(B, U)), rng.normal(size=(B, U))
     opts = dict(reverse=reverse, masked_output_mode=mode)
     plain = kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, **opts)
-    proj = kernels.lstm_projection_forward(x, mask, h0, c0, kernel, rk, bias, np.eye(U), **opts)
+    proj = kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, projection=np.eye(U), **opts)
     for a, b in zip(plain[:3], proj[:3]):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
     d = [rng.normal(size=s) for s in [(B, T, U), (B, U), (B, U)]]
     g_plain = kernels.lstm_backward(plain[-1], *d)
-    g_proj = kernels.lstm_projection_backward(proj[-1], *d)
+    g_proj = kernels.lstm_backward(proj[-1], *d)
     for key in g_plain:
         np.testing.assert_allclose(g_proj[key], g_plain[key], rtol=1e-10, atol=1e-12, err_msg=key)
 

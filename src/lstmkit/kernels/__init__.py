@@ -11,13 +11,11 @@ from .dropout import dropout_mask
 from .embedding import embedding_backward, embedding_forward
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
-from .lstm_projection import lstm_projection_backward, lstm_projection_forward
 from .rnn import rnn_backward, rnn_forward
 
 __all__ = [
     "attention_forward", "attention_backward", "attention_memory_forward", "attention_memory_backward",
     "get_backend", "set_backend",
     "dense_forward", "dense_backward", "dropout_mask", "embedding_forward", "embedding_backward",
-    "gru_forward", "gru_backward", "lstm_forward", "lstm_backward", "lstm_projection_forward",
-    "lstm_projection_backward", "rnn_forward", "rnn_backward",
+    "gru_forward", "gru_backward", "lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward",
 ]

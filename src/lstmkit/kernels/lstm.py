@@ -15,6 +15,13 @@ For each step t where ``mask[:, t]`` is True::
 
 Shapes: x (B, T, I), mask (B, T) bool or None, h0 and c0 (B, U), outputs (B, T, U), h and c (B, U).
 Where the mask is False the state is carried and the output is zero or repeated (see ``sequence``).
+
+With a ``projection (U, P)`` (LSTMP, Sak et al. 2014; PyTorch's ``proj_size``, whose ``weight_hr``
+(P, U) is its transpose; TF1's ``num_proj``) the state and the outputs are projected::
+
+    h_t = (o * act(c_t)) @ projection          recurrent_kernel (P, 4U); h0, h, outputs P wide
+
+and the time loop is the plain NumPy one.
 """
 import numpy as np
 
@@ -24,7 +31,7 @@ from .sequence import check_mode, masked_output, output_grad, to_batch_major, to
 
 def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=False,
                  masked_output_mode="zero", activation="tanh", recurrent_activation="sigmoid",
-                 recurrent_dropout_mask=None):
+                 recurrent_dropout_mask=None, projection=None):
     """Run an LSTM over ``x``. Returns ``outputs, h, c, cache``; ``cache`` feeds :func:`lstm_backward`.
 
     ``bias`` may be None (``use_bias=False``). ``h0``/``c0`` may be None (zeros).
@@ -34,7 +41,8 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     ract, _ = activations.get(recurrent_activation)
     dtype = kernel.dtype
     B, T, _ = x.shape
-    U = recurrent_kernel.shape[0]
+    U = recurrent_kernel.shape[1] // 4
+    P = U if projection is None else projection.shape[1]    # width of h and of the outputs
     xs, ms = to_processing_order(x, mask, reverse, dtype)
 
     # Input projections of every step in one matrix product.
@@ -42,17 +50,18 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     if bias is not None:
         xw += bias
 
-    h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
+    h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
     c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
     rmask = recurrent_dropout_mask
     gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
-    hs = np.empty((T + 1, B, U), dtype)      # state entering each step (hs[0] = h0) and the last
+    hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last
     cs = np.empty((T + 1, B, U), dtype)
     act_c = np.empty((T, B, U), dtype)
-    outs = np.zeros((T, B, U), dtype)
+    outs = np.zeros((T, B, P), dtype)
     hs[0], cs[0] = h, c
-    prev_out = np.zeros((B, U), dtype)
-    loops = backend.compiled_loops(dtype, activation, recurrent_activation)
+    prev_out = np.zeros((B, P), dtype)
+    loops = None if projection is not None else backend.compiled_loops(dtype, activation,
+                                                                        recurrent_activation)
     if loops is not None:
         gates = xw   # activated in place: one (T, B, 4U) buffer instead of two
         h, c = loops.lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
@@ -69,6 +78,8 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
             c_new = f * c + i * g
             act_c[t] = act(c_new)
             h_new = o * act_c[t]
+            if projection is not None:
+                h_new = h_new @ projection
             m = None if ms is None else ms[t]
             masked_output(outs[t], h_new, prev_out, m, masked_output_mode)
             prev_out = outs[t]
@@ -80,32 +91,36 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
                 c = np.where(valid, c_new, c)
             hs[t + 1], cs[t + 1] = h, c
     cache = (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs, act_c, rmask,
-             reverse, masked_output_mode, activation, recurrent_activation)
+             reverse, masked_output_mode, activation, recurrent_activation, projection)
     return to_batch_major(outs, reverse), h, c, cache
 
 
 def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
     """Back-propagate through :func:`lstm_forward`.
 
-    ``d_outputs`` (B, T, U), ``d_h`` and ``d_c`` (B, U) are the gradients of the loss with respect to
-    the forward's results; any may be None (zero). Returns a dict with ``x``, ``h0``, ``c0``,
-    ``kernel``, ``recurrent_kernel`` and ``bias`` (None without bias).
+    ``d_outputs`` (B, T, P), ``d_h`` (B, P) and ``d_c`` (B, U) are the gradients of the loss with
+    respect to the forward's results (P = U without a projection); any may be None (zero). Returns a
+    dict with ``x``, ``h0``, ``c0``, ``kernel``, ``recurrent_kernel``, ``bias`` (None without bias)
+    and, with a projection, ``projection``.
     """
     (xs, ms, kernel, recurrent_kernel, has_bias, gates, hs, cs, act_c, rmask, reverse, mode,
-     activation, recurrent_activation) = cache
+     activation, recurrent_activation, projection) = cache
     _, dact = activations.get(activation)
     _, dract = activations.get(recurrent_activation)
     T, B, _ = xs.shape
-    U = recurrent_kernel.shape[0]
+    U = recurrent_kernel.shape[1] // 4
+    P = U if projection is None else projection.shape[1]
     dtype = kernel.dtype
     d_outs = None
     if d_outputs is not None:
         d_outs, _ = to_processing_order(d_outputs, None, reverse, dtype)
-    dh = np.zeros((B, U), dtype) if d_h is None else np.array(d_h, dtype)
+    dh = np.zeros((B, P), dtype) if d_h is None else np.array(d_h, dtype)
     dc = np.zeros((B, U), dtype) if d_c is None else np.array(d_c, dtype)
-    pending = np.zeros((B, U), dtype)
+    pending = np.zeros((B, P), dtype)
     dz = np.empty((T, B, 4 * U), dtype)
-    loops = backend.compiled_loops(dtype, activation, recurrent_activation)
+    dh_steps = None if projection is None else np.empty((T, B, P), dtype)   # for d_projection
+    loops = None if projection is not None else backend.compiled_loops(dtype, activation,
+                                                                        recurrent_activation)
     if loops is not None:
         dh, dc = loops.lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode,
                                      activation, recurrent_activation, dz)
@@ -116,6 +131,9 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
             dh_new = dh if m is None else dh * m
             if d_outs is not None:
                 dh_new = dh_new + output_grad(d_outs[t], m, mode, pending)
+            if projection is not None:
+                dh_steps[t] = dh_new
+                dh_new = dh_new @ projection.T       # through h_t = (o * act(c_t)) @ projection
             dc_new = dc if m is None else dc * m
             a = gates[t]
             i, f, g, o = a[:, :U], a[:, U:2 * U], a[:, 2 * U:3 * U], a[:, 3 * U:]
@@ -141,7 +159,10 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
         "h0": dh,
         "c0": dc,
         "kernel": xs.reshape(T * B, xs.shape[2]).T @ dz2,
-        "recurrent_kernel": h_in.reshape(T * B, U).T @ dz2,
+        "recurrent_kernel": h_in.reshape(T * B, P).T @ dz2,
         "bias": dz2.sum(axis=0) if has_bias else None,
     }
+    if projection is not None:
+        m_all = gates[:, :, 3 * U:] * act_c       # o * act(c_t) of every step, (T, B, U)
+        grads["projection"] = m_all.reshape(T * B, U).T @ dh_steps.reshape(T * B, P)
     return grads

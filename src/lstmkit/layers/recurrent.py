@@ -424,14 +424,9 @@ class LSTM(_Recurrent):
         h0, c0 = (None, None) if state0 is None else state0
         opts = dict(reverse=reverse, masked_output_mode=self.masked_output, activation=self.activation,
                     recurrent_activation=self.recurrent_activation, recurrent_dropout_mask=rmask)
-        if projection is not None:
-            return kernels.lstm_projection_forward(x, mask, h0, c0, kernel, rk, bias, projection,
-                                                   **opts)
-        return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, **opts)
+        return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, projection=projection, **opts)
 
     def _kernel_backward(self, cache, d_out, d_state):
-        if self.proj_size:
-            return kernels.lstm_projection_backward(cache, d_out, *d_state)
         return kernels.lstm_backward(cache, d_out, *d_state)
 
     def get_config(self):
