@@ -3,22 +3,10 @@ import numpy as np
 import pytest
 
 from lstmkit import kernels
+from gradcheck import numeric_grad
 
 B, T, I, U = 3, 5, 4, 3
 LENGTHS = np.array([5, 2, 0])
-
-
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * eps)
-    return g
 
 
 CASES = {

@@ -5,24 +5,12 @@ import numpy as np
 import pytest
 
 import lstmkit
+from gradcheck import numeric_grad
 
 B, T, I, U = 2, 4, 3, 2
 LENGTHS = np.array([4, 2])
 CLASSES = {"lstm": lstmkit.LSTM, "gru": lstmkit.GRU, "gru_reset_before": lstmkit.GRU,
            "rnn": lstmkit.SimpleRNN}
-
-
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * eps)
-    return g
 
 
 def reseed(layer):

@@ -3,21 +3,11 @@ import numpy as np
 import pytest
 
 from lstmkit import losses
+from gradcheck import numeric_grad
 
 
 def _numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f(x)
-        x[i] = old - eps
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+    return numeric_grad(lambda: f(x), x, eps)
 
 
 def _probs(rng, shape):

@@ -6,24 +6,12 @@ import pytest
 
 import lstmkit
 from lstmkit import kernels, layouts
+from gradcheck import numeric_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")   # torch, oneDNN
 
 B, T, I, U, P = 3, 5, 4, 3, 2
 LENGTHS = np.array([5, 2, 0])
-
-
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * eps)
-    return g
 
 
 # ----------------------------------------------------------------------------------------- kernel
