@@ -133,3 +133,17 @@ def test_unknown_characters_translate_without_error(tiny):
     assert isinstance(out.text, str)
     assert "▁漢" in out.source_tokens
     assert 1 in tr.encode_source("Ein 漢字 Mann")        # <unk>
+
+
+def test_stop_after_keeps_the_time_budget_instead_of_overrunning_it(monkeypatch):
+    import types
+    from lstmkit.seq2seq import translator
+    clock = iter([0.0, 40.0, 80.0])              # train begins; epoch 1 ends; epoch 2 ends
+    monkeypatch.setattr(translator.time, "monotonic", lambda: next(clock))
+    cb = translator.StopAfter(seconds=100)
+    cb.run = types.SimpleNamespace(stop_training=False)
+    cb.on_train_begin()
+    cb.on_epoch_end(0)
+    assert not cb.run.stop_training              # 40 s + another 40 s epoch fits in 100 s
+    cb.on_epoch_end(1)
+    assert cb.run.stop_training                  # 80 s + 40 s would end at 120 s

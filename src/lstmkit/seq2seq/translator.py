@@ -256,14 +256,15 @@ def load_weights(model, params, path):
 
 
 class StopAfter(Callback):
-    """A ``lstmkit.train`` callback: stop at the end of the epoch in which ``seconds`` have passed
-    since training began, or once ``metric() >= target`` (called at every epoch's end)."""
+    """A ``lstmkit.train`` callback: stop once ``metric() >= target`` (called at every epoch's end),
+    or when the next epoch, as long as the last one, would end past ``seconds`` since training began
+    (a time budget that the run keeps, rather than overruns by up to an epoch)."""
 
     def __init__(self, seconds=None, metric=None, target=None, log=None):
         self.seconds, self.metric, self.target, self.log = seconds, metric, target, log
 
     def on_train_begin(self, logs=None):
-        self.t0 = time.monotonic()
+        self.t0 = self.t_epoch = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.metric is not None:
@@ -274,5 +275,7 @@ class StopAfter(Callback):
                 self.log(epoch, value, time.monotonic() - self.t0)
             if self.target is not None and value >= self.target:
                 self.run.stop_training = True
-        if self.seconds is not None and time.monotonic() - self.t0 >= self.seconds:
+        now = time.monotonic()
+        last_epoch, self.t_epoch = now - self.t_epoch, now
+        if self.seconds is not None and now - self.t0 + last_epoch > self.seconds:
             self.run.stop_training = True
