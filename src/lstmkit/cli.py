@@ -12,7 +12,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="lstmkit", description="LSTM networks on NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small German->English translator with attention "
-                          "(about 2-3 minutes) and report its exact-match accuracy")
+                          "(under a minute; at most 3) and report its exact-match accuracy")
     demo.set_defaults(func=_demo)
     from .explain import add_parser as add_explain_parser
     add_explain_parser(sub)
