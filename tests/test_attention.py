@@ -4,6 +4,7 @@ import pytest
 
 from lstmkit.kernels.attention import (attention_backward, attention_forward,
                                        attention_memory_backward, attention_memory_forward)
+from helpers import numeric_grad
 
 B, T, S, D, A = 3, 4, 5, 6, 7
 LENGTHS = np.array([5, 2, 1])
@@ -57,18 +58,9 @@ def test_finite_differences(score, rng):
         return float((ctx * d_ctx).sum() + (w * d_w).sum())
 
     analytic = grads(score, p, mask, d_ctx, d_w)
-    eps = 1e-6
     for name, arr in p.items():
-        num = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + eps
-            up = loss()
-            arr[idx] = old - eps
-            down = loss()
-            arr[idx] = old
-            num[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(analytic[name], num, rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(analytic[name], numeric_grad(loss, arr), rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
 
 
 def test_masked_positions_get_zero_weight(rng):

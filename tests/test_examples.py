@@ -1,24 +1,10 @@
 """The Keras seed examples run as programs (a subprocess each) and print the identities they discuss."""
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run(name):
-    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent / "src"))
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+from helpers import run_example
 
 
 def test_000_lstm_returns():
-    out = run("000_lstm_returns.py")
+    out = run_example("000_lstm_returns.py")
     for line in ("number of tensors: 3", "whole_seq_output (outputs): (2, 2, 4)",
                  "final_memory_state (h): (2, 4)", "final_carry_state (c): (2, 4)",
                  "outputs[:, -1] == h: True", "h == c: False",
@@ -28,7 +14,7 @@ def test_000_lstm_returns():
 
 
 def test_001_return_sequences_and_state():
-    lines = run("001_return_sequences_and_state.py").splitlines()
+    lines = run_example("001_return_sequences_and_state.py").splitlines()
     for line in ("LSTM(1): (1, 1)", "return_sequences=True: (1, 3, 1)",
                  "return_state=True: [(1, 1), (1, 1), (1, 1)]", "lstm1 == state_h: True",
                  "return_sequences=True, return_state=True: [(1, 3, 1), (1, 1), (1, 1)]",
@@ -37,7 +23,7 @@ def test_001_return_sequences_and_state():
 
 
 def test_004_keras_seq2seq_state():
-    out = run("004_keras_seq2seq_state.py")
+    out = run_example("004_keras_seq2seq_state.py")
     lines = out.splitlines()
     for line in ("encoder input: (2, 4, 6)  decoder input: (2, 3, 5)  output: (2, 3, 5)",
                  "encoder state: h (2, 8)  c (2, 8)", "encoder h == its last output: True",

@@ -1,27 +1,13 @@
 """The TF1 seed examples run as programs (a subprocess each) and their identities hold."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import lstmkit.compat.v1 as ktf
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _run(name):
-    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent / "src"))
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                          env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+from helpers import run_example
 
 
 def test_002_rnn_cell_state():
-    out = _run("002_rnn_cell_state.py")
+    out = run_example("002_rnn_cell_state.py")
     assert out.splitlines()[0] == "LSTMStateTuple(c=10, h=10)"
     assert "variable kernel: (60, 40)" in out
     assert "each gate block: (60, 10)" in out
@@ -30,7 +16,7 @@ def test_002_rnn_cell_state():
 
 
 def test_003_dynamic_rnn_final_state():
-    out = _run("003_dynamic_rnn_final_state.py")
+    out = run_example("003_dynamic_rnn_final_state.py")
     for i, (n, last) in enumerate([(3, 2), (1, 0), (2, 1)]):
         assert (f"sequence {i}: length {n}: final_state.h[{i}] == output[{i}][{last}]: True; "
                 f"outputs past the length are zero: True") in out
@@ -38,7 +24,7 @@ def test_003_dynamic_rnn_final_state():
 
 
 def test_004_tf1_basic_rnn_seq2seq():
-    out = _run("004_tf1_basic_rnn_seq2seq.py")
+    out = run_example("004_tf1_basic_rnn_seq2seq.py")
     assert "decoder started from the encoder's (c, h): True" in out
     assert "with h alone the first output differs: True" in out
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lstmkit import kernels
-from gradcheck import numeric_grad
+from helpers import numeric_grad
 
 B, T, I, U = 3, 5, 4, 3
 LENGTHS = np.array([5, 2, 0])

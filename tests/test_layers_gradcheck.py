@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import lstmkit
-from gradcheck import numeric_grad
+from helpers import numeric_grad
 
 B, T, I, U = 2, 4, 3, 2
 LENGTHS = np.array([4, 2])

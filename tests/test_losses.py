@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from lstmkit import losses
-from gradcheck import numeric_grad
+from helpers import numeric_grad
 
 
 def _numeric_grad(f, x, eps=1e-6):

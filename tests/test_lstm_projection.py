@@ -6,7 +6,7 @@ import pytest
 
 import lstmkit
 from lstmkit import kernels, layouts
-from gradcheck import numeric_grad
+from helpers import numeric_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")   # torch, oneDNN
 
