@@ -14,6 +14,7 @@ from lstmkit import kernels
 from lstmkit.kernels import backend
 
 numba_loops = pytest.importorskip("lstmkit.kernels.numba_loops", reason="numba not installed")
+from lstmkit.kernels import numba_matmul  # noqa: E402
 
 B, T, I, U = 3, 6, 4, 5
 ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),
@@ -52,15 +53,25 @@ def assert_same(ref, got, dtype):
         np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol * scale, err_msg=key)
 
 
-@pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed"])
+@pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed", "threads_units",
+                        "threads_units_3", "threads_batch"])
 def loop_kind(request, monkeypatch):
     """The compiled path runs the whole loop compiled (small shapes, BLAS inside; or, from a batch
-    size on, with the recurrent matrix packed once) or steps from Python (large), computing the
-    backward's recurrent product as d @ W.T or as (W @ d.T).T."""
-    monkeypatch.setattr(numba_loops, "PACKED", request.param == "packed")
+    size on, with the recurrent matrix packed once, on one thread or split across threads by units
+    or by rows) or steps from Python (large), computing the backward's recurrent product as d @ W.T
+    or as (W @ d.T).T."""
+    packed = request.param == "packed" or request.param.startswith("threads")
+    monkeypatch.setattr(numba_loops, "PACKED", packed)
     for name in ("PACKED_MIN_BATCH", "PACKED_MIN_BATCH_BACKWARD", "PACKED_MIN_STEPS"):
-        monkeypatch.setattr(numba_loops, name, 1 if request.param == "packed" else 1 << 30)
+        monkeypatch.setattr(numba_loops, name, 1 if packed else 1 << 30)
     monkeypatch.setattr(numba_loops, "PACKED_MAX_BATCH", 1 << 30)
+    threads = 3 if request.param.endswith("_3") else 2 if request.param.startswith("threads") else 1
+    previous = backend.set_num_threads(threads)
+    request.addfinalizer(lambda: backend.set_num_threads(previous))
+    if threads > 1:
+        monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)       # split even these tiny problems
+        monkeypatch.setattr(numba_loops, "_unit_align", lambda dtype: 1)
+        monkeypatch.setattr(numba_loops, "SPLIT", request.param.split("_")[1])
     if request.param.startswith("stepwise"):
         monkeypatch.setattr(numba_loops, "SMALL", 0)
     monkeypatch.setattr(numba_loops, "_transposed_product",
@@ -137,6 +148,66 @@ def test_float32_activations_are_accurate():
         ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
         err = np.abs(y.astype(np.float64) - exact)
         assert np.all(err <= 3 * ulp + 1e-38), (code, float((err / ulp).max()))
+
+
+def test_split_plans_cover_every_row_and_unit_once(monkeypatch):
+    """Each (row, unit) of a step belongs to exactly one thread, whatever the split."""
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    previous = backend.set_num_threads(3)
+    try:
+        for B, U in [(1, 512), (7, 100), (64, 128), (2, 40)]:
+            waiting, parts = numba_loops._parts(B, 10, U, 4 * U, np.float32)
+            owner = np.zeros((B, U), int)
+            for b0, b1, u0, u1 in parts:
+                owner[b0:b1, u0:u1] += 1
+            assert (owner == 1).all(), (B, U, parts)
+            assert waiting in (1, len(parts))
+    finally:
+        backend.set_num_threads(previous)
+
+
+def test_a_failing_thread_releases_the_others():
+    """An error in one part of a split loop is raised, not left waiting at a barrier."""
+    from lstmkit.kernels import numba_threads
+
+    def failing(sync):
+        raise RuntimeError("part 1 failed")
+
+    def waiting(sync):
+        numba_loops._lstm_forward_part(sync, 0, 2, 0, 1, 0, 4, np.zeros((4, 16), np.float32),
+                                       numba_loops._panels(4, 0, 4, 4, np.float32),
+                                       numba_matmul.scratch(np.float32), np.zeros((0, 0), np.float32),
+                                       np.zeros((0, 0), np.float32), 0, 0, 1, np.zeros((3, 1, 16), np.float32),
+                                       np.zeros((4, 1, 4), np.float32), np.zeros((4, 1, 4), np.float32),
+                                       np.zeros((3, 1, 4), np.float32), np.zeros((3, 1, 4), np.float32))
+
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        numba_threads.run([waiting, failing])
+
+
+def test_split_products_equal_numpy():
+    """Rows split across threads, transposed views as the kernels pass them (x.T @ dz)."""
+    from lstmkit.kernels import threads
+    rng = np.random.default_rng(6)
+    a, b, c = rng.normal(size=(37, 11)), rng.normal(size=(11, 5)), rng.normal(size=(37, 6))
+    for n in (1, 2, 3, 40):
+        np.testing.assert_allclose(threads.matmul(a, b, n), a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(threads.matmul(a.T, c, n), a.T @ c, rtol=1e-13, atol=1e-13)
+
+
+def test_num_threads_setting():
+    previous = kernels.set_num_threads(3)
+    try:
+        assert kernels.get_num_threads() == 3
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="set_num_threads: n must be an integer >= 1"):
+                kernels.set_num_threads(bad)
+    finally:
+        kernels.set_num_threads(previous)
+    res = run_python("from lstmkit import kernels; print(kernels.get_num_threads())", LSTMKIT_NUM_THREADS="5")
+    assert res.stdout.split() == ["5"], res.stderr
+    res = run_python("from lstmkit import kernels; kernels.get_num_threads()", LSTMKIT_NUM_THREADS="two")
+    assert res.returncode != 0 and "LSTMKIT_NUM_THREADS: expected an integer >= 1, got 'two'" in res.stderr
 
 
 def test_set_backend_validates_and_reports():

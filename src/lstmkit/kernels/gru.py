@@ -43,7 +43,7 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     b_in = b_rec = None
     if bias is not None:
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
-    xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 3 * U)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 3 * U)
     if b_in is not None:
         xw += b_in
 
@@ -151,7 +151,7 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     h_in2 = h_in.reshape(T * B, U)
     if reset_after:
-        d_rk = h_in2.T @ drec2
+        d_rk = backend.matmul(h_in2.T, drec2)
     else:
         d_rk = np.concatenate([h_in2.T @ drec2[:, :2 * U],
                                rh_all.reshape(T * B, U).T @ drec2[:, 2 * U:]], axis=1)
@@ -159,9 +159,9 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     if has_bias:
         d_bias = np.stack([dxw2.sum(0), drec2.sum(0)]) if reset_after else dxw2.sum(0)
     return {
-        "x": to_batch_major((dxw2 @ kernel.T).reshape(T, B, kernel.shape[0]), reverse),
+        "x": to_batch_major(backend.matmul(dxw2, kernel.T).reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
-        "kernel": xs.reshape(T * B, xs.shape[2]).T @ dxw2,
+        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dxw2),
         "recurrent_kernel": d_rk,
         "bias": d_bias,
     }

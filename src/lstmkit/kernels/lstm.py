@@ -46,7 +46,7 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     xs, ms = to_processing_order(x, mask, reverse, dtype)
 
     # Input projections of every step in one matrix product.
-    xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 4 * U)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 4 * U)
     if bias is not None:
         xw += bias
 
@@ -155,11 +155,11 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
     dz2 = dz.reshape(T * B, 4 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     grads = {
-        "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, kernel.shape[0]), reverse),
+        "x": to_batch_major(backend.matmul(dz2, kernel.T).reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
         "c0": dc,
-        "kernel": xs.reshape(T * B, xs.shape[2]).T @ dz2,
-        "recurrent_kernel": h_in.reshape(T * B, P).T @ dz2,
+        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dz2),
+        "recurrent_kernel": backend.matmul(h_in.reshape(T * B, P).T, dz2),
         "bias": dz2.sum(axis=0) if has_bias else None,
     }
     if projection is not None:

@@ -2,13 +2,10 @@
 
 Imported only through :mod:`.backend`, on the first kernel call. Each loop fills exactly the buffers
 the NumPy loop of the same kernel fills, so the caches (and backward passes) of the two paths are
-interchangeable. Per step: one product with the recurrent matrix into a preallocated buffer, then
-one fused pass over the gates, written so that LLVM vectorizes it. Nothing is allocated inside the
-loop. From a few rows and steps on (``_packed``) the recurrent matrix is packed once per call and
-the product is ``numba_matmul.packed_matmul``, the whole time loop compiled at every size. Below,
-small shapes (``SMALL``) run the whole time loop compiled, BLAS called from inside it (a
-matrix-vector product when the batch is 1); larger ones step from Python, where the call overhead
-is negligible, so that NumPy's own BLAS does the product.
+interchangeable. Per step: one product with the recurrent matrix, then one fused pass over the
+gates, written so that LLVM vectorizes it. Nothing is allocated inside the loop. Which of three
+ways a loop runs (packed and split across threads, compiled with BLAS inside, or stepped from
+Python) is decided by ``_parts`` and ``_whole_loop`` below.
 
 Activations in float32 use the vectorizable ``_exp32`` below (Cody-Waite range reduction and a
 degree-7 polynomial, within 1 ulp of exp) and a polynomial for tanh near 0: tanh is within 1.6 ulp
@@ -16,14 +13,15 @@ and sigmoid within 2.4 ulp of the exact values over the whole float32 range (Num
 tanh: 1.4 ulp). In float64 they use the C library's tanh.
 """
 import math
+from functools import partial
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import numba_matmul
-from .numba_matmul import pack, packed_matmul, scratch
+from . import backend, numba_matmul, numba_threads
+from .numba_matmul import pack_into, packed_matmul, scratch
 
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "hard_sigmoid": 2, "relu": 3, "linear": 4}
 MODES = {"zero": 0, "repeat": 1}
@@ -160,35 +158,74 @@ def _matmul(a, w, out):
         np.dot(a, w, out)
 
 
-# Below SMALL multiply-adds per step the whole loop runs compiled, BLAS called from inside it. Above,
-# the per-step Python overhead is negligible and NumPy's own BLAS (often faster than the one Numba
-# reaches through SciPy) does the recurrent product, the compiled code the fused gate step.
+# ----------------------------------------------------------------------------- which loop runs
+# Three ways to run a time loop, the first that applies:
+#
+# * parts: the whole loop compiled, the recurrent matrix packed once per call into column panels
+#   and multiplied by ``numba_matmul.packed_matmul`` (BLAS re-packs it at every step, which at B = 8
+#   and U = 512 costs more than the product). With several threads each packs and multiplies the
+#   columns of its own range of units (``numba_threads``): its share of the matrix stays in its
+#   core's cache. Used from PACKED_MIN_STEPS steps (packing is repaid after a few) on CPUs with
+#   AVX-512 (with half the vector width BLAS keeps the product); on one thread from a batch of 2
+#   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
+#   PACKED_MAX_BATCH rows; on several threads at every batch size once a call has
+#   PARALLEL_MIN_WORK multiply-adds (below, starting the threads costs more than they save).
+# * whole loop, BLAS inside: small shapes (B·U·G <= SMALL), where the per-step Python overhead
+#   would dominate.
+# * stepwise: larger shapes step from Python, NumPy's own BLAS doing the product, the compiled code
+#   the fused gate step.
+PACKED = numba_matmul.VECTOR_BYTES == 64
+PACKED_MIN_BATCH = 2
+PACKED_MIN_BATCH_BACKWARD = 1
+PACKED_MAX_BATCH = 32
+PACKED_MIN_STEPS = 4
+SPLIT = "auto"
+SPLIT_MATRIX_BYTES = 1 << 20
+SPLIT_MIN_ROWS = 32
 SMALL = 1 << 20
+
+
+def _unit_align(dtype):
+    return numba_matmul.panel_width(dtype)
+
+
+def _split(B, U, G, dtype, n):
+    """How n threads share a loop: "batch" (each its rows, all units: the threads never wait for
+    each other) or "units" (each its units of every row, and so its columns of the recurrent matrix:
+    they wait for each other at every step). By rows where each thread gets enough rows and the
+    whole matrix fits a core's cache next to another's share; by units otherwise (a batch of 1)."""
+    if SPLIT != "auto":
+        return SPLIT
+    fits = U * G * np.dtype(dtype).itemsize <= SPLIT_MATRIX_BYTES
+    return "batch" if B >= n * (1 if fits else SPLIT_MIN_ROWS) else "units"
+
+
+def _parts(B, T, U, G, dtype, backward=False):
+    """(waiting, [(b0, b1, u0, u1) of each thread]) for a loop run packed, or None for another way;
+    ``waiting``: the number of threads that wait for each other at every step (1: none)."""
+    if not PACKED or T < PACKED_MIN_STEPS:
+        return None
+    n = backend.get_num_threads() if B * U * G * T >= backend.PARALLEL_MIN_WORK else 1
+    if n > 1 and _split(B, U, G, dtype, n) == "batch":
+        rows = numba_threads.unit_ranges(B, n, 1)
+        if len(rows) > 1:
+            return 1, [(b0, b1, 0, U) for b0, b1 in rows]
+    units = numba_threads.unit_ranges(U, n, _unit_align(dtype)) if n > 1 else [(0, U)]
+    if len(units) > 1:
+        return len(units), [(0, B, u0, u1) for u0, u1 in units]
+    if (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH) <= B <= PACKED_MAX_BATCH:
+        return 1, [(0, B, 0, U)]
+    return None
 
 
 def _whole_loop(B, U, G):
     return B * U * G <= SMALL
 
 
-# From these batch sizes on, the recurrent product with the matrix packed once per call
-# (``numba_matmul``) beats BLAS, which re-packs it at every step (measured, float32, one thread,
-# per product: 1.1-3x for B = 2..128, U = 128..512), and the whole time loop runs compiled. With
-# one row the forward's matrix-vector product is as fast as the packed one and packing is not
-# repaid; the backward's is (whole backward 1.05-1.2x). Packing costs about one BLAS call's own
-# re-packing: it pays from a few steps on (a decoder's single steps keep BLAS). Measured with
-# AVX-512 only: without it the micro-kernel has half the vector width and BLAS keeps the product.
-# The micro-kernel runs on one thread: past 32 rows NumPy's BLAS on all cores catches up and then
-# wins (2 cores, wall clock, H=512 T=100: B=32 forward 87 vs 88 ms, B=128 347 vs 242 ms).
-PACKED = numba_matmul.VECTOR_BYTES == 64
-PACKED_MIN_BATCH = 2
-PACKED_MIN_BATCH_BACKWARD = 1
-PACKED_MAX_BATCH = 32
-PACKED_MIN_STEPS = 4
-
-
-def _packed(B, T, backward=False):
-    return (PACKED and T >= PACKED_MIN_STEPS and B <= PACKED_MAX_BATCH
-            and B >= (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH))
+def _panels(K, u0, u1, blocks, dtype):
+    """An empty buffer for ``blocks`` packings of u1 - u0 columns of K rows (filled by the thread)."""
+    nr = numba_matmul.panel_width(dtype)
+    return np.empty((blocks, numba_matmul.panels(u1 - u0, dtype), K, nr), dtype)
 
 
 def _transposed_product(B, U, T):
@@ -213,101 +250,141 @@ class _BackwardProduct:
             np.copyto(out, self.out_t.T)
 
 
+def _absent_or(a, dtype, shape):
+    """``a`` broadcast to ``shape`` and contiguous, or a zero-size stand-in for None."""
+    if a is None:
+        return _absent(dtype, len(shape))
+    return np.ascontiguousarray(np.broadcast_to(a, shape), dtype)
+
+
+def _step_mask(ms, dtype):
+    return _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
+
+
+@njit(**JIT)
+def _finish_dh(dh, dh_gate, rmask, carry, has_mask, b0, b1, u0, u1):
+    """dh_{t-1} = (dz_t @ recurrent_kernel.T) * r  (+ what a padded step carries), rows b0..b1,
+    units u0..u1."""
+    for b in range(b0, b1):
+        for j in range(u0, u1):
+            v = dh_gate[b, j] * rmask[b, j] if rmask.shape[0] > 0 else dh_gate[b, j]
+            dh[b, j] = v + carry[b, j] if has_mask else v
+
+
+@njit(inline="always", **JIT)
+def _shared_read(a, buf, n):
+    """``a``, or, when other threads wrote parts of it (n > 1), its copy in this thread's ``buf``: one
+    streaming copy fetches their cache lines many at a time, where the product's scalar reads wait
+    for them one by one (measured: the copy halves a step at B = 32, U = 128)."""
+    if n == 1:
+        return a
+    for b in range(a.shape[0]):
+        src, dst = a[b], buf[b]
+        for j in range(a.shape[1]):
+            dst[j] = src[j]
+    return buf
+
+
+@njit(inline="always", **JIT)
+def _local(h, rmask, hr, n):
+    """h * rmask into hr (recurrent dropout), else ``_shared_read(h, hr, n)``."""
+    if rmask.shape[0] > 0:
+        np.multiply(h, rmask, hr)
+        return hr
+    return _shared_read(h, hr, n)
+
+
+@njit(inline="always", **JIT)
+def _dropped(h, rmask, hr):
+    """h * rmask into hr, or h itself without recurrent dropout (zero-size rmask)."""
+    if rmask.shape[0] > 0:
+        np.multiply(h, rmask, hr)
+        return hr
+    return h
+
+
 # ----------------------------------------------------------------------------- LSTM
 @njit(**JIT)
-def _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
-    """One step's gates and state from z = h_{t-1} @ recurrent_kernel (B, 4U); state in hs[t], cs[t].
-    ``gates`` may be ``xw`` itself (activated in place). A zero-size z: the product has already been
-    added into ``gates[t]`` (which is then ``xw``)."""
+def _lstm_step(t, xw, z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
+    """Gates and state of rows b0..b1, units u0..u1 at step t, from z = h_{t-1} @ recurrent_kernel (B, 4U), or,
+    when z is zero-size, from the product already added into ``gates[t]`` (then ``xw`` itself);
+    ``gates`` may be ``xw`` (activated in place). State in hs[t], cs[t]."""
     _, B, G = xw.shape
     U = G // 4
+    nu = u1 - u0
     has_mask = ms.shape[0] > 0
     zero = xw.dtype.type(0.0)
-    for b in range(B):
+    for b in range(b0, b1):
         a = gates[t, b]
         if z.shape[0] > 0:
             x_b, z_b = xw[t, b], z[b]
-            for j in range(G):
-                a[j] = x_b[j] + z_b[j]
-        _activate(a[:2 * U], ract)
-        _activate(a[2 * U:3 * U], act)
-        _activate(a[3 * U:], ract)
-        ac = act_c[t, b]
-        c_prev, h_prev = cs[t, b], hs[t, b]
-        for j in range(U):
-            ac[j] = a[U + j] * c_prev[j] + a[j] * a[2 * U + j]
+            for q in range(4):
+                for j in range(q * U + u0, q * U + u1):
+                    a[j] = x_b[j] + z_b[j]
+        i, f, g, o = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1], a[3 * U + u0:3 * U + u1]
+        _activate(i, ract)
+        _activate(f, ract)
+        _activate(g, act)
+        _activate(o, ract)
+        ac = act_c[t, b, u0:u1]
+        c_prev, h_prev = cs[t, b, u0:u1], hs[t, b, u0:u1]
+        for j in range(nu):
+            ac[j] = f[j] * c_prev[j] + i[j] * g[j]
+        out, h_next, c_next = outs[t, b, u0:u1], hs[t + 1, b, u0:u1], cs[t + 1, b, u0:u1]
         if not has_mask:
-            cs[t + 1, b] = ac
+            c_next[:] = ac
             _activate(ac, act)
-            out, h_next = outs[t, b], hs[t + 1, b]
-            for j in range(U):
-                out[j] = a[3 * U + j] * ac[j]
+            for j in range(nu):
+                out[j] = o[j] * ac[j]
                 h_next[j] = out[j]
             continue
-        c_new = scratch[0]
+        c_new = scratch[0, :nu]
         c_new[:] = ac
         _activate(ac, act)
         m = ms[t, b]
-        out, h_next, c_next = outs[t, b], hs[t + 1, b], cs[t + 1, b]
-        for j in range(U):
-            h_new = a[3 * U + j] * ac[j]
+        for j in range(nu):
+            h_new = o[j] * ac[j]
             if mode == 0:
                 out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
             else:
-                prev = outs[t - 1, b, j] if t > 0 else zero
+                prev = outs[t - 1, b, u0 + j] if t > 0 else zero
                 out[j] = h_new if m != zero else prev
             # Select, not blend: the final state is bit-equal to the last valid output.
             h_next[j] = h_new if m != zero else h_prev[j]
             c_next[j] = c_new[j] if m != zero else c_prev[j]
 
 
-@njit(inline="always", **JIT)
-def _product(a, R, P, tmp, out):
-    """out = a @ R, with the packed R (``P``) when it is given, else with BLAS on R. The backward
-    passes R.T (contiguous) and its packing."""
-    if P.shape[0] > 0:
-        packed_matmul(a, P, out, tmp)
-    else:
-        _matmul(a, R, out)
-
-
-@njit(inline="always", **JIT)
-def _recurrent_product(h, rmask, hr, R, P, tmp, out):
-    """out = (h * rmask) @ R (rmask: recurrent dropout, or zero-size for none)."""
-    if rmask.shape[0] > 0:
-        np.multiply(h, rmask, hr)
-        _product(hr, R, P, tmp, out)
-    else:
-        _product(h, R, P, tmp, out)
-
-
-def _product_operands(w, B, T, dtype, backward=False):
-    """(R, P, tmp) for the compiled loops' products with ``w``: P packed when the batch is large
-    enough, R as BLAS inside compiled code wants it (contiguous) otherwise."""
-    if _packed(B, T, backward):
-        return _absent(dtype, 2), pack(np.asarray(w, dtype)), scratch(dtype)
-    return np.ascontiguousarray(w, dtype), _absent(dtype, 3), scratch(dtype)
+@njit(**JIT)
+def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs,
+                       act_c, outs):
+    """Thread k: rows b0..b1, units u0..u1 of every step; n threads wait for each other after each
+    step (1: no waiting). ``gates`` holds x_t @ kernel + bias on entry; the packed product with R's
+    columns of these units (packed here into ``P``) is added into it."""
+    T, B, G = gates.shape
+    U = G // 4
+    for q in range(4):
+        pack_into(R, q * U + u0, u1 - u0, P[q])
+    no_z = np.empty((0, G), gates.dtype)
+    hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
+    scratch = np.empty((1, U), gates.dtype)
+    for t in range(T):
+        h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
+        for q in range(4):
+            packed_matmul(h, P[q], gates[t, b0:b1, q * U + u0:q * U + u1], tmp, True)
+        _lstm_step(t, gates, no_z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
+            return
 
 
 @njit(**JIT)
-def _lstm_forward(xw, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs, fused):
-    """``fused``: gates is xw and the packed product adds into it (no z buffer, one pass less)."""
+def _lstm_forward_blas(xw, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
     T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
-    no_z = np.empty((0, G), xw.dtype)
     hr = np.empty((B, G // 4), xw.dtype)
     scratch = np.empty((1, G // 4), xw.dtype)
     for t in range(T):
-        if fused:
-            h = hs[t]
-            if rmask.shape[0] > 0:
-                np.multiply(h, rmask, hr)
-                h = hr
-            packed_matmul(h, P, xw[t], tmp, True)
-            _lstm_step(t, xw, no_z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
-        else:
-            _recurrent_product(hs[t], rmask, hr, R, P, tmp, z)
-            _lstm_step(t, xw, z, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        _matmul(_dropped(hs[t], rmask, hr), R, z)
+        _lstm_step(t, xw, z, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
 
 
 def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
@@ -315,88 +392,116 @@ def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurr
     """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does; return h, c."""
     dtype = xw.dtype
     T, B, G = xw.shape
+    U = G // 4
     hs[0], cs[0] = h, c
-    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
-    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 4)), dtype)
+    ms2 = _step_mask(ms, dtype)
+    rm = _absent_or(rmask, dtype, (B, U))
     act, ract = codes(activation, recurrent_activation)
-    R = recurrent_kernel
-    if _packed(B, T) or _whole_loop(B, G // 4, G):
-        R, P, tmp = _product_operands(R, B, T, dtype)
-        fused = P.shape[0] > 0 and gates is xw
-        _lstm_forward(xw, R, P, tmp, rm, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs, fused)
+    mode = MODES[mode]
+    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    plan = _parts(B, T, U, G, dtype)
+    if plan is not None:
+        waiting, ranges = plan
+        if gates is not xw:
+            np.copyto(gates, xw)
+        numba_threads.run([
+            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, R=R, P=_panels(U, u0, u1, 4, dtype),
+                    tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates,
+                    hs=hs, cs=cs, act_c=act_c, outs=outs)
+            for k, (b0, b1, u0, u1) in enumerate(ranges)])
+    elif _whole_loop(B, U, G):
+        _lstm_forward_blas(xw, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
-        hr = np.empty((B, G // 4), dtype)
-        scratch = np.empty((1, G // 4), dtype)
+        hr = np.empty((B, U), dtype)
+        scratch_ = np.empty((1, U), dtype)
         for t in range(T):
             np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=z)
-            _lstm_step(t, xw, z, ms2, MODES[mode], act, ract, gates, hs, cs, act_c, outs, scratch)
+            _lstm_step(t, xw, z, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs, scratch_)
     return hs[T].copy(), cs[T].copy()
 
 
 @njit(**JIT)
-def _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending, carry,
-                        scratch):
-    """Fill dz[t] from dh, dc (gradients reaching h_t, c_t); update dc to reach c_{t-1} and set
-    ``carry`` to the part of dh that a padded step passes straight to h_{t-1}."""
+def _lstm_backward_step(t, b0, b1, u0, u1, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending,
+                        carry, scratch):
+    """Fill dz[t] for rows b0..b1, units u0..u1 from dh, dc (gradients reaching h_t, c_t); update dc to reach
+    c_{t-1} and set ``carry`` to the part of dh that a padded step passes straight to h_{t-1}."""
     T, B, G = dz.shape
     U = G // 4
+    nu = u1 - u0
     has_mask = ms.shape[0] > 0
     has_dout = d_outs.shape[0] > 0
     one = dz.dtype.type(1.0)
-    dg, dac, dh_new = scratch[0], scratch[1, :U], scratch[2, :U]
-    for b in range(B):
-        a, d, ac, c_prev = gates[t, b], dz[t, b], act_c[t, b], cs[t, b]
-        _grad_from_output(dg[:2 * U], a[:2 * U], ract)
-        _grad_from_output(dg[2 * U:3 * U], a[2 * U:3 * U], act)
-        _grad_from_output(dg[3 * U:], a[3 * U:], ract)
+    dg, dac, dh_new = scratch[0], scratch[1, :nu], scratch[2, :nu]
+    di, df, dgg, do = dg[:nu], dg[U:U + nu], dg[2 * U:2 * U + nu], dg[3 * U:3 * U + nu]
+    for b in range(b0, b1):
+        a, d = gates[t, b], dz[t, b]
+        i, f, g, o = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1], a[3 * U + u0:3 * U + u1]
+        zi, zf, zg, zo = d[u0:u1], d[U + u0:U + u1], d[2 * U + u0:2 * U + u1], d[3 * U + u0:3 * U + u1]
+        ac, c_prev = act_c[t, b, u0:u1], cs[t, b, u0:u1]
+        _grad_from_output(di, i, ract)
+        _grad_from_output(df, f, ract)
+        _grad_from_output(dgg, g, act)
+        _grad_from_output(do, o, ract)
         _grad_from_output(dac, ac, act)
-        dh_b, dc_b = dh[b], dc[b]
+        dh_b, dc_b = dh[b, u0:u1], dc[b, u0:u1]
         if has_mask:
             m = ms[t, b]
-            for j in range(U):
+            for j in range(nu):
                 dh_new[j] = dh_b[j] * m
             if has_dout:
+                d_o = d_outs[t, b, u0:u1]
                 if mode == 0:
-                    for j in range(U):
-                        dh_new[j] += d_outs[t, b, j] * m
+                    for j in range(nu):
+                        dh_new[j] += d_o[j] * m
                 else:
-                    for j in range(U):
-                        total = pending[b, j] + d_outs[t, b, j]
-                        pending[b, j] = total * (one - m)
+                    pend = pending[b, u0:u1]
+                    for j in range(nu):
+                        total = pend[j] + d_o[j]
+                        pend[j] = total * (one - m)
                         dh_new[j] += total * m
-            for j in range(U):
+            car = carry[b, u0:u1]
+            for j in range(nu):
                 dc_new = dc_b[j] * m
-                dc_new = dc_new + dh_new[j] * a[3 * U + j] * dac[j]
-                d[j] = dc_new * a[2 * U + j] * dg[j]
-                d[U + j] = dc_new * c_prev[j] * dg[U + j]
-                d[2 * U + j] = dc_new * a[j] * dg[2 * U + j]
-                d[3 * U + j] = dh_new[j] * ac[j] * dg[3 * U + j]
-                carry[b, j] = dh_b[j] * (one - m)
-                dc_b[j] = dc_new * a[U + j] + dc_b[j] * (one - m)
+                dc_new = dc_new + dh_new[j] * o[j] * dac[j]
+                zi[j] = dc_new * g[j] * di[j]
+                zf[j] = dc_new * c_prev[j] * df[j]
+                zg[j] = dc_new * i[j] * dgg[j]
+                zo[j] = dh_new[j] * ac[j] * do[j]
+                car[j] = dh_b[j] * (one - m)
+                dc_b[j] = dc_new * f[j] + dc_b[j] * (one - m)
         else:
-            for j in range(U):
-                dhn = dh_b[j] + d_outs[t, b, j] if has_dout else dh_b[j]
-                dc_new = dc_b[j] + dhn * a[3 * U + j] * dac[j]
-                d[j] = dc_new * a[2 * U + j] * dg[j]
-                d[U + j] = dc_new * c_prev[j] * dg[U + j]
-                d[2 * U + j] = dc_new * a[j] * dg[2 * U + j]
-                d[3 * U + j] = dhn * ac[j] * dg[3 * U + j]
-                dc_b[j] = dc_new * a[U + j]
+            for j in range(nu):
+                dhn = dh_b[j] + d_outs[t, b, u0 + j] if has_dout else dh_b[j]
+                dc_new = dc_b[j] + dhn * o[j] * dac[j]
+                zi[j] = dc_new * g[j] * di[j]
+                zf[j] = dc_new * c_prev[j] * df[j]
+                zg[j] = dc_new * i[j] * dgg[j]
+                zo[j] = dhn * ac[j] * do[j]
+                dc_b[j] = dc_new * f[j]
 
 
 @njit(**JIT)
-def _finish_dh(dh, dh_gate, rmask, carry, has_mask):
-    """dh_{t-1} = (dz_t @ recurrent_kernel.T) * r  (+ what a padded step carries)."""
-    B, U = dh.shape
-    for b in range(B):
-        for j in range(U):
-            v = dh_gate[b, j] * rmask[b, j] if rmask.shape[0] > 0 else dh_gate[b, j]
-            dh[b, j] = v + carry[b, j] if has_mask else v
+def _lstm_backward_part(sync, k, n, b0, b1, u0, u1, RT, P, tmp, d_outs, gates, cs, act_c, dh, dc, ms,
+                        rmask, mode, act, ract, dz, pending, carry, dh_gate):
+    """Thread k: dz of rows b0..b1, units u0..u1 at every step, then, once the n threads have their
+    parts of dz_t, dh_{t-1} of these units = dz_t @ (their columns of R.T, packed here into ``P``)."""
+    T, B, G = dz.shape
+    pack_into(RT, u0, u1 - u0, P[0])
+    scratch = np.empty((3, G), dz.dtype)
+    dl = np.empty((b1 - b0, G), dz.dtype)
+    for s in range(T):
+        t = T - 1 - s
+        _lstm_backward_step(t, b0, b1, u0, u1, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz,
+                            pending, carry, scratch)
+        if not numba_threads.arrive_and_wait(sync, k, n, s + 1):
+            return
+        packed_matmul(_shared_read(dz[t, b0:b1], dl, n), P[0], dh_gate[b0:b1, u0:u1], tmp)
+        _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0, b0, b1, u0, u1)
 
 
 @njit(**JIT)
-def _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms, rmask, mode, act, ract, dz):
+def _lstm_backward_blas(d_outs, gates, cs, act_c, RT, dh, dc, ms, rmask, mode, act, ract, dz):
     T, B, G = dz.shape
     U = G // 4
     pending = np.zeros((B, U), dz.dtype)
@@ -404,10 +509,10 @@ def _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms, rmask, mod
     dh_gate = np.empty((B, U), dz.dtype)
     scratch = np.empty((3, G), dz.dtype)
     for t in range(T - 1, -1, -1):
-        _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending, carry,
-                            scratch)
-        _product(dz[t], RT, PT, tmp, dh_gate)
-        _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0)
+        _lstm_backward_step(t, 0, B, 0, U, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending,
+                            carry, scratch)
+        _matmul(dz[t], RT, dh_gate)
+        _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0, 0, B, 0, U)
 
 
 def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode, activation,
@@ -415,79 +520,113 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     """Fill ``dz`` (T, B, 4U) as the NumPy loop of ``lstm_backward`` does; return dh0, dc0."""
     dtype = dz.dtype
     T, B, G = dz.shape
+    U = G // 4
     dh = np.array(dh, dtype, order="C")
     dc = np.array(dc, dtype, order="C")
     d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
-    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
-    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
+    ms2 = _step_mask(ms, dtype)
+    rm = _absent_or(rmask, dtype, dh.shape)
     act, ract = codes(activation, recurrent_activation)
-    RT = recurrent_kernel.T       # NumPy's matmul takes the transposed view as it is
-    if _packed(B, T, True) or _whole_loop(B, G // 4, G):
-        # Compiled code calls BLAS on contiguous arrays: transpose (or pack) once, not at every step.
-        RT, PT, tmp = _product_operands(RT, B, T, dtype, backward=True)
-        _lstm_backward(d_outs, gates, cs, act_c, RT, PT, tmp, dh, dc, ms2, rm, MODES[mode], act, ract, dz)
+    mode = MODES[mode]
+    plan = _parts(B, T, U, G, dtype, backward=True)
+    if plan is not None:
+        waiting, ranges = plan
+        pending, carry, dh_gate = (np.zeros((B, U), dtype) for _ in range(3))
+        RT = recurrent_kernel.T
+        numba_threads.run([
+            partial(_lstm_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT, P=_panels(G, u0, u1, 1, dtype),
+                    tmp=scratch(dtype), d_outs=d_outs, gates=gates, cs=cs, act_c=act_c, dh=dh, dc=dc,
+                    ms=ms2, rmask=rm, mode=mode, act=act, ract=ract, dz=dz, pending=pending, carry=carry,
+                    dh_gate=dh_gate)
+            for k, (b0, b1, u0, u1) in enumerate(ranges)])
+    elif _whole_loop(B, U, G):
+        # Compiled code calls BLAS on contiguous arrays: transpose once, not at every step.
+        RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
+        _lstm_backward_blas(d_outs, gates, cs, act_c, RT, dh, dc, ms2, rm, mode, act, ract, dz)
     else:
-        pending = np.zeros((B, G // 4), dtype)
-        carry = np.zeros((B, G // 4), dtype)
-        dh_gate = np.empty((B, G // 4), dtype)
-        scratch = np.empty((3, G), dtype)
+        pending, carry = np.zeros((B, U), dtype), np.zeros((B, U), dtype)
+        dh_gate = np.empty((B, U), dtype)
+        scratch_ = np.empty((3, G), dtype)
         product = _BackwardProduct(recurrent_kernel, B, T)
         for t in range(T - 1, -1, -1):
-            _lstm_backward_step(t, d_outs, gates, cs, act_c, dh, dc, ms2, MODES[mode], act, ract, dz,
-                                pending, carry, scratch)
+            _lstm_backward_step(t, 0, B, 0, U, d_outs, gates, cs, act_c, dh, dc, ms2, mode, act, ract, dz,
+                                pending, carry, scratch_)
             product(dz[t], dh_gate)
-            _finish_dh(dh, dh_gate, rm, carry, ms is not None)
+            _finish_dh(dh, dh_gate, rm, carry, ms is not None, 0, B, 0, U)
     return dh, dc
 
 
 # ----------------------------------------------------------------------------- GRU (reset_after=True)
 @njit(**JIT)
-def _gru_step(t, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
-    """One step from rec = h_{t-1} @ recurrent_kernel (B, 3U); state in hs[t]."""
+def _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
+    """Rows b0..b1, units u0..u1 of one step from rec = h_{t-1} @ recurrent_kernel (B, 3U), whose columns of these
+    units get b_rec added; state in hs[t]."""
     B, G = rec.shape
     U = G // 3
+    nu = u1 - u0
     has_mask = ms.shape[0] > 0
     has_bias = b_rec.shape[0] > 0
     zero = rec.dtype.type(0.0)
-    for b in range(B):
-        a, x_b, r_b, rh = gates[t, b], xw[t, b], rec[b], rh_all[t, b]
+    for b in range(b0, b1):
+        a, x_b, r_b = gates[t, b], xw[t, b], rec[b]
         if has_bias:
-            for j in range(G):
-                r_b[j] = r_b[j] + b_rec[j]
-        for j in range(2 * U):
-            a[j] = x_b[j] + r_b[j]
-        _activate(a[:2 * U], ract)
-        for j in range(U):
-            rh[j] = r_b[2 * U + j]
-            a[2 * U + j] = x_b[2 * U + j] + a[U + j] * rh[j]
-        _activate(a[2 * U:], act)
-        h_prev, h_next, out = hs[t, b], hs[t + 1, b], outs[t, b]
+            for q in range(3):
+                for j in range(q * U + u0, q * U + u1):
+                    r_b[j] = r_b[j] + b_rec[j]
+        for q in range(2):
+            for j in range(q * U + u0, q * U + u1):
+                a[j] = x_b[j] + r_b[j]
+        z, r, nn = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1]
+        _activate(z, ract)
+        _activate(r, ract)
+        rh, x_n, r_n = rh_all[t, b, u0:u1], x_b[2 * U + u0:2 * U + u1], r_b[2 * U + u0:2 * U + u1]
+        for j in range(nu):
+            rh[j] = r_n[j]
+            nn[j] = x_n[j] + r[j] * rh[j]
+        _activate(nn, act)
+        h_prev, h_next, out = hs[t, b, u0:u1], hs[t + 1, b, u0:u1], outs[t, b, u0:u1]
         if not has_mask:
-            for j in range(U):
-                n = a[2 * U + j]
-                out[j] = n + a[j] * (h_prev[j] - n)
+            for j in range(nu):
+                out[j] = nn[j] + z[j] * (h_prev[j] - nn[j])
                 h_next[j] = out[j]
             continue
         m = ms[t, b]
-        for j in range(U):
-            n = a[2 * U + j]
-            h_new = n + a[j] * (h_prev[j] - n)
+        for j in range(nu):
+            h_new = nn[j] + z[j] * (h_prev[j] - nn[j])
             if mode == 0:
                 out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
             else:
-                prev = outs[t - 1, b, j] if t > 0 else zero
+                prev = outs[t - 1, b, u0 + j] if t > 0 else zero
                 out[j] = h_new if m != zero else prev
             h_next[j] = h_new if m != zero else h_prev[j]
 
 
 @njit(**JIT)
-def _gru_forward(xw, R, P, tmp, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
+def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_rec, rmask, ms, mode, act, ract, xw, rec,
+                      gates, rh_all, hs, outs):
+    """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
+    T, B, G = xw.shape
+    U = G // 3
+    for q in range(3):
+        pack_into(R, q * U + u0, u1 - u0, P[q])
+    hr = np.empty((b1 - b0, U), xw.dtype)
+    for t in range(T):
+        h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
+        for q in range(3):
+            packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
+        _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
+            return
+
+
+@njit(**JIT)
+def _gru_forward_blas(xw, R, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
     T, B, G = xw.shape
     rec = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 3), xw.dtype)
     for t in range(T):
-        _recurrent_product(hs[t], rmask, hr, R, P, tmp, rec)
-        _gru_step(t, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _matmul(_dropped(hs[t], rmask, hr), R, rec)
+        _gru_step(t, 0, B, 0, G // 3, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
 
 
 def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
@@ -496,68 +635,102 @@ def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, rec
     return h."""
     dtype = xw.dtype
     T, B, G = xw.shape
+    U = G // 3
     hs[0] = h
-    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
-    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, (B, G // 3)), dtype)
+    ms2 = _step_mask(ms, dtype)
+    rm = _absent_or(rmask, dtype, (B, U))
     b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
     act, ract = codes(activation, recurrent_activation)
-    R = recurrent_kernel
-    if _packed(B, T) or _whole_loop(B, G // 3, G):
-        R, P, tmp = _product_operands(R, B, T, dtype)
-        _gru_forward(xw, R, P, tmp, b_rec, rm, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
+    mode = MODES[mode]
+    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    plan = _parts(B, T, U, G, dtype)
+    if plan is not None:
+        waiting, ranges = plan
+        rec = np.empty((B, G), dtype)
+        numba_threads.run([
+            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, R=R, P=_panels(U, u0, u1, 3, dtype),
+                    tmp=scratch(dtype), b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
+                    xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
+            for k, (b0, b1, u0, u1) in enumerate(ranges)])
+    elif _whole_loop(B, U, G):
+        _gru_forward_blas(xw, R, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
-        hr = np.empty((B, G // 3), dtype)
+        hr = np.empty((B, U), dtype)
         for t in range(T):
             np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=rec)
-            _gru_step(t, xw, rec, b_rec, ms2, MODES[mode], act, ract, gates, rh_all, hs, outs)
+            _gru_step(t, 0, B, 0, U, xw, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
     return hs[T].copy()
 
 
 @njit(**JIT)
-def _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending, carry,
-                       scratch):
-    """Fill dxw[t], drec[t] from dh (gradient reaching h_t); set ``carry`` to the part of dh_{t-1}
-    that does not pass through the recurrent product."""
+def _gru_backward_step(t, b0, b1, u0, u1, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
+                       carry, scratch):
+    """Fill dxw[t], drec[t] for rows b0..b1, units u0..u1 from dh (gradient reaching h_t); set ``carry`` to the
+    part of dh_{t-1} that does not pass through the recurrent product."""
     T, B, G = dxw.shape
     U = G // 3
+    nu = u1 - u0
     has_mask = ms.shape[0] > 0
     has_dout = d_outs.shape[0] > 0
     one = dxw.dtype.type(1.0)
-    dg, dh_new = scratch[0], scratch[1, :U]
-    for b in range(B):
-        a, dx, dr, rh, h_prev = gates[t, b], dxw[t, b], drec[t, b], rh_all[t, b], hs[t, b]
-        _grad_from_output(dg[:2 * U], a[:2 * U], ract)
-        _grad_from_output(dg[2 * U:], a[2 * U:], act)
-        dh_b = dh[b]
+    dg, dh_new = scratch[0], scratch[1, :nu]
+    dgz, dgr, dgn = dg[:nu], dg[U:U + nu], dg[2 * U:2 * U + nu]
+    for b in range(b0, b1):
+        a, dx, dr = gates[t, b], dxw[t, b], drec[t, b]
+        z, r, nn = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1]
+        rh, h_prev = rh_all[t, b, u0:u1], hs[t, b, u0:u1]
+        _grad_from_output(dgz, z, ract)
+        _grad_from_output(dgr, r, ract)
+        _grad_from_output(dgn, nn, act)
+        dh_b, car = dh[b, u0:u1], carry[b, u0:u1]
         m = ms[t, b] if has_mask else one
-        for j in range(U):
+        for j in range(nu):
             dh_new[j] = dh_b[j] * m if has_mask else dh_b[j]
         if has_dout:
+            d_o = d_outs[t, b, u0:u1]
             if not has_mask or mode == 0:
-                for j in range(U):
-                    dh_new[j] += d_outs[t, b, j] * m if has_mask else d_outs[t, b, j]
+                for j in range(nu):
+                    dh_new[j] += d_o[j] * m if has_mask else d_o[j]
             else:
-                for j in range(U):
-                    total = pending[b, j] + d_outs[t, b, j]
-                    pending[b, j] = total * (one - m)
+                pend = pending[b, u0:u1]
+                for j in range(nu):
+                    total = pend[j] + d_o[j]
+                    pend[j] = total * (one - m)
                     dh_new[j] += total * m
-        for j in range(U):
-            z, r, n = a[j], a[U + j], a[2 * U + j]
-            dn = dh_new[j] * (one - z) * dg[2 * U + j]
-            dzp = dh_new[j] * (h_prev[j] - n) * dg[j]
-            drp = dn * rh[j] * dg[U + j]
-            dx[j] = dzp
-            dx[U + j] = drp
-            dx[2 * U + j] = dn
-            dr[j] = dzp
-            dr[U + j] = drp
-            dr[2 * U + j] = dn * r
-            carry[b, j] = dh_new[j] * z + dh_b[j] * (one - m) if has_mask else dh_new[j] * z
+        for j in range(nu):
+            dn = dh_new[j] * (one - z[j]) * dgn[j]
+            dzp = dh_new[j] * (h_prev[j] - nn[j]) * dgz[j]
+            drp = dn * rh[j] * dgr[j]
+            dx[u0 + j] = dzp
+            dx[U + u0 + j] = drp
+            dx[2 * U + u0 + j] = dn
+            dr[u0 + j] = dzp
+            dr[U + u0 + j] = drp
+            dr[2 * U + u0 + j] = dn * r[j]
+            car[j] = dh_new[j] * z[j] + dh_b[j] * (one - m) if has_mask else dh_new[j] * z[j]
 
 
 @njit(**JIT)
-def _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms, rmask, mode, act, ract, dxw, drec):
+def _gru_backward_part(sync, k, n, b0, b1, u0, u1, RT, P, tmp, d_outs, gates, rh_all, hs, dh, ms, rmask,
+                       mode, act, ract, dxw, drec, pending, carry, dh_gate):
+    """As ``_lstm_backward_part``."""
+    T, B, G = dxw.shape
+    pack_into(RT, u0, u1 - u0, P[0])
+    scratch = np.empty((2, G), dxw.dtype)
+    dl = np.empty((b1 - b0, G), dxw.dtype)
+    for s in range(T):
+        t = T - 1 - s
+        _gru_backward_step(t, b0, b1, u0, u1, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec,
+                           pending, carry, scratch)
+        if not numba_threads.arrive_and_wait(sync, k, n, s + 1):
+            return
+        packed_matmul(_shared_read(drec[t, b0:b1], dl, n), P[0], dh_gate[b0:b1, u0:u1], tmp)
+        _finish_dh(dh, dh_gate, rmask, carry, True, b0, b1, u0, u1)
+
+
+@njit(**JIT)
+def _gru_backward_blas(d_outs, gates, rh_all, hs, RT, dh, ms, rmask, mode, act, ract, dxw, drec):
     T, B, G = dxw.shape
     U = G // 3
     pending = np.zeros((B, U), dxw.dtype)
@@ -565,10 +738,10 @@ def _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms, rmask, mode, a
     dh_gate = np.empty((B, U), dxw.dtype)
     scratch = np.empty((2, G), dxw.dtype)
     for t in range(T - 1, -1, -1):
-        _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
+        _gru_backward_step(t, 0, B, 0, U, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
                            carry, scratch)
-        _product(drec[t], RT, PT, tmp, dh_gate)
-        _finish_dh(dh, dh_gate, rmask, carry, True)
+        _matmul(drec[t], RT, dh_gate)
+        _finish_dh(dh, dh_gate, rmask, carry, True, 0, B, 0, U)
 
 
 def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mode, activation,
@@ -577,25 +750,35 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
     does; return dh0."""
     dtype = dxw.dtype
     T, B, G = dxw.shape
+    U = G // 3
     dh = np.array(dh, dtype, order="C")
     d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
-    ms2 = _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
-    rm = _absent(dtype, 2) if rmask is None else np.ascontiguousarray(np.broadcast_to(rmask, dh.shape), dtype)
+    ms2 = _step_mask(ms, dtype)
+    rm = _absent_or(rmask, dtype, dh.shape)
     act, ract = codes(activation, recurrent_activation)
-    RT = recurrent_kernel.T
-    if _packed(B, T, True) or _whole_loop(B, G // 3, G):
-        RT, PT, tmp = _product_operands(RT, B, T, dtype, backward=True)
-        _gru_backward(d_outs, gates, rh_all, hs, RT, PT, tmp, dh, ms2, rm, MODES[mode], act, ract, dxw,
-                      drec)
+    mode = MODES[mode]
+    plan = _parts(B, T, U, G, dtype, backward=True)
+    if plan is not None:
+        waiting, ranges = plan
+        pending, carry, dh_gate = (np.zeros((B, U), dtype) for _ in range(3))
+        RT = recurrent_kernel.T
+        numba_threads.run([
+            partial(_gru_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT, P=_panels(G, u0, u1, 1, dtype),
+                    tmp=scratch(dtype), d_outs=d_outs, gates=gates, rh_all=rh_all, hs=hs, dh=dh, ms=ms2,
+                    rmask=rm, mode=mode, act=act, ract=ract, dxw=dxw, drec=drec, pending=pending,
+                    carry=carry, dh_gate=dh_gate)
+            for k, (b0, b1, u0, u1) in enumerate(ranges)])
+    elif _whole_loop(B, U, G):
+        RT = np.ascontiguousarray(recurrent_kernel.T, dtype)
+        _gru_backward_blas(d_outs, gates, rh_all, hs, RT, dh, ms2, rm, mode, act, ract, dxw, drec)
     else:
-        pending = np.zeros((B, G // 3), dtype)
-        carry = np.zeros((B, G // 3), dtype)
-        dh_gate = np.empty((B, G // 3), dtype)
-        scratch = np.empty((2, G), dtype)
+        pending, carry = np.zeros((B, U), dtype), np.zeros((B, U), dtype)
+        dh_gate = np.empty((B, U), dtype)
+        scratch_ = np.empty((2, G), dtype)
         product = _BackwardProduct(recurrent_kernel, B, T)
         for t in range(T - 1, -1, -1):
-            _gru_backward_step(t, d_outs, gates, rh_all, hs, dh, ms2, MODES[mode], act, ract, dxw, drec,
-                               pending, carry, scratch)
+            _gru_backward_step(t, 0, B, 0, U, d_outs, gates, rh_all, hs, dh, ms2, mode, act, ract, dxw, drec,
+                               pending, carry, scratch_)
             product(drec[t], dh_gate)
-            _finish_dh(dh, dh_gate, rm, carry, True)
+            _finish_dh(dh, dh_gate, rm, carry, True, 0, B, 0, U)
     return dh

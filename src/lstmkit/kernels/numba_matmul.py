@@ -56,12 +56,31 @@ def pack(w):
     K, N = w.shape
     nr = panel_width(w.dtype)
     full = N // nr
-    P = np.empty((-(-N // nr), K, nr), w.dtype)
+    P = np.empty((panels(N, w.dtype), K, nr), w.dtype)
     P[:full] = w[:, :full * nr].reshape(K, full, nr).transpose(1, 0, 2)   # one pass over w
     if full < P.shape[0]:
         P[full] = 0
         P[full, :, :N - full * nr] = w[:, full * nr:]
     return P
+
+
+@njit(**JIT)
+def pack_into(w, j0, N, P):
+    """Fill ``P`` (panels, K, NR) with the column panels of ``w[:, j0:j0 + N]``, zero-padded: what
+    ``pack`` returns for that slice, written in place (by the thread that will read it)."""
+    K = w.shape[0]
+    NR = P.shape[2]
+    zero = P.dtype.type(0.0)
+    for p in range(P.shape[0]):
+        for k in range(K):
+            for r in range(NR):
+                j = p * NR + r
+                P[p, k, r] = w[k, j0 + j] if j < N else zero
+
+
+def panels(N, dtype):
+    """The shape's first dimension of the packing of N columns."""
+    return -(-N // panel_width(dtype))
 
 
 def scratch(dtype):
