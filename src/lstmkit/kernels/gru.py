@@ -44,8 +44,9 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     if bias is not None:
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
     xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 3 * U)
-    if b_in is not None:
-        xw += b_in
+    loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
+    if b_in is not None and loops is None:
+        xw += b_in          # the compiled loops add it in their step (one pass over xw less)
 
     h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
     rmask = recurrent_dropout_mask
@@ -55,10 +56,9 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     outs = np.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
-    loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
     if loops is not None:
         gates = xw   # activated in place: one (T, B, 3U) buffer instead of two
-        h = loops.gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, masked_output_mode, activation,
+        h = loops.gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, masked_output_mode, activation,
                               recurrent_activation, gates, rh_all, hs, outs)
     else:
         R_zr, R_h = recurrent_kernel[:, :2 * U], recurrent_kernel[:, 2 * U:]

@@ -47,8 +47,10 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
 
     # Input projections of every step in one matrix product.
     xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 4 * U)
-    if bias is not None:
-        xw += bias
+    loops = None if projection is not None else backend.compiled_loops(dtype, activation,
+                                                                        recurrent_activation)
+    if bias is not None and loops is None:
+        xw += bias          # the compiled loops add it in their step (one pass over xw less)
 
     h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
     c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
@@ -60,11 +62,9 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     outs = np.zeros((T, B, P), dtype)
     hs[0], cs[0] = h, c
     prev_out = np.zeros((B, P), dtype)
-    loops = None if projection is not None else backend.compiled_loops(dtype, activation,
-                                                                        recurrent_activation)
     if loops is not None:
         gates = xw   # activated in place: one (T, B, 4U) buffer instead of two
-        h, c = loops.lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
+        h, c = loops.lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
                                   recurrent_activation, gates, hs, cs, act_c, outs)
     else:
         for t in range(T):

@@ -169,7 +169,8 @@ def _matmul(a, w, out):
 #   AVX-512 (with half the vector width BLAS keeps the product); on one thread from a batch of 2
 #   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
 #   PACKED_MAX_BATCH rows; on several threads at every batch size once a call has
-#   PARALLEL_MIN_WORK multiply-adds (below, starting the threads costs more than they save).
+#   backend.PARALLEL_MIN_WORK multiply-adds (below, starting the threads costs more than they
+#   save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES.
 # * whole loop, BLAS inside: small shapes (B·U·G <= SMALL), where the per-step Python overhead
 #   would dominate.
 # * stepwise: larger shapes step from Python, NumPy's own BLAS doing the product, the compiled code
@@ -205,7 +206,10 @@ def _parts(B, T, U, G, dtype, backward=False):
     ``waiting``: the number of threads that wait for each other at every step (1: none)."""
     if not PACKED or T < PACKED_MIN_STEPS:
         return None
-    n = backend.get_num_threads() if B * U * G * T >= backend.PARALLEL_MIN_WORK else 1
+    # Threads pay for themselves on a large loop, or whatever the loop where the recurrent matrix
+    # does not fit one core's cache: split, each core keeps its share (B=1 T=20 U=512: 3x).
+    big = B * U * G * T >= backend.PARALLEL_MIN_WORK or U * G * np.dtype(dtype).itemsize > SPLIT_MATRIX_BYTES
+    n = backend.get_num_threads() if big else 1
     if n > 1 and _split(B, U, G, dtype, n) == "batch":
         rows = numba_threads.unit_ranges(B, n, 1)
         if len(rows) > 1:
@@ -305,10 +309,11 @@ def _dropped(h, rmask, hr):
 
 # ----------------------------------------------------------------------------- LSTM
 @njit(**JIT)
-def _lstm_step(t, xw, z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
-    """Gates and state of rows b0..b1, units u0..u1 at step t, from z = h_{t-1} @ recurrent_kernel (B, 4U), or,
-    when z is zero-size, from the product already added into ``gates[t]`` (then ``xw`` itself);
-    ``gates`` may be ``xw`` (activated in place). State in hs[t], cs[t]."""
+def _lstm_step(t, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
+    """Gates and state of rows b0..b1, units u0..u1 at step t, from xw[t] + z + bias, z = h_{t-1} @
+    recurrent_kernel (B, 4U), or, when z is zero-size, from the product already added into
+    ``gates[t]`` (then ``xw`` itself); ``gates`` may be ``xw`` (activated in place); ``bias`` (4U,) or
+    zero-size. State in hs[t], cs[t]."""
     _, B, G = xw.shape
     U = G // 4
     nu = u1 - u0
@@ -321,6 +326,10 @@ def _lstm_step(t, xw, z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act
             for q in range(4):
                 for j in range(q * U + u0, q * U + u1):
                     a[j] = x_b[j] + z_b[j]
+        if bias.shape[0] > 0:
+            for q in range(4):
+                for j in range(q * U + u0, q * U + u1):
+                    a[j] += bias[j]
         i, f, g, o = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1], a[3 * U + u0:3 * U + u1]
         _activate(i, ract)
         _activate(f, ract)
@@ -332,14 +341,16 @@ def _lstm_step(t, xw, z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act
             ac[j] = f[j] * c_prev[j] + i[j] * g[j]
         out, h_next, c_next = outs[t, b, u0:u1], hs[t + 1, b, u0:u1], cs[t + 1, b, u0:u1]
         if not has_mask:
-            c_next[:] = ac
+            for j in range(nu):
+                c_next[j] = ac[j]
             _activate(ac, act)
             for j in range(nu):
                 out[j] = o[j] * ac[j]
                 h_next[j] = out[j]
             continue
         c_new = scratch[0, :nu]
-        c_new[:] = ac
+        for j in range(nu):
+            c_new[j] = ac[j]
         _activate(ac, act)
         m = ms[t, b]
         for j in range(nu):
@@ -355,7 +366,7 @@ def _lstm_step(t, xw, z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act
 
 
 @njit(**JIT)
-def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs,
+def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, bias, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs,
                        act_c, outs):
     """Thread k: rows b0..b1, units u0..u1 of every step; n threads wait for each other after each
     step (1: no waiting). ``gates`` holds x_t @ kernel + bias on entry; the packed product with R's
@@ -371,25 +382,26 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, rmask, ms, mode, a
         h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
         for q in range(4):
             packed_matmul(h, P[q], gates[t, b0:b1, q * U + u0:q * U + u1], tmp, True)
-        _lstm_step(t, gates, no_z, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        _lstm_step(t, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
 
 
 @njit(**JIT)
-def _lstm_forward_blas(xw, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
+def _lstm_forward_blas(xw, bias, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
     T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 4), xw.dtype)
     scratch = np.empty((1, G // 4), xw.dtype)
     for t in range(T):
         _matmul(_dropped(hs[t], rmask, hr), R, z)
-        _lstm_step(t, xw, z, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        _lstm_step(t, xw, z, bias, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
 
 
-def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
+def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
                  gates, hs, cs, act_c, outs):
-    """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does; return h, c."""
+    """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does, from xw = the
+    input projections without the bias; return h, c."""
     dtype = xw.dtype
     T, B, G = xw.shape
     U = G // 4
@@ -399,25 +411,26 @@ def lstm_forward(xw, recurrent_kernel, h, c, ms, rmask, mode, activation, recurr
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
     R = np.ascontiguousarray(recurrent_kernel, dtype)
+    bias = _absent(dtype, 1) if bias is None else np.ascontiguousarray(bias, dtype)
     plan = _parts(B, T, U, G, dtype)
     if plan is not None:
         waiting, ranges = plan
         if gates is not xw:
             np.copyto(gates, xw)
         numba_threads.run([
-            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, R=R, P=_panels(U, u0, u1, 4, dtype),
+            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, bias=bias, R=R, P=_panels(U, u0, u1, 4, dtype),
                     tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates,
                     hs=hs, cs=cs, act_c=act_c, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _lstm_forward_blas(xw, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
+        _lstm_forward_blas(xw, bias, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         scratch_ = np.empty((1, U), dtype)
         for t in range(T):
             np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=z)
-            _lstm_step(t, xw, z, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs, scratch_)
+            _lstm_step(t, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs, scratch_)
     return hs[T].copy(), cs[T].copy()
 
 
@@ -558,9 +571,9 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
 
 # ----------------------------------------------------------------------------- GRU (reset_after=True)
 @njit(**JIT)
-def _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
-    """Rows b0..b1, units u0..u1 of one step from rec = h_{t-1} @ recurrent_kernel (B, 3U), whose columns of these
-    units get b_rec added; state in hs[t]."""
+def _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
+    """Rows b0..b1, units u0..u1 of one step from xw[t] (+ b_in) and rec = h_{t-1} @ recurrent_kernel
+    (B, 3U), whose columns of these units get b_rec added; state in hs[t]. ``gates`` may be ``xw``."""
     B, G = rec.shape
     U = G // 3
     nu = u1 - u0
@@ -573,6 +586,10 @@ def _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_
             for q in range(3):
                 for j in range(q * U + u0, q * U + u1):
                     r_b[j] = r_b[j] + b_rec[j]
+        if b_in.shape[0] > 0:
+            for q in range(3):
+                for j in range(q * U + u0, q * U + u1):
+                    x_b[j] = x_b[j] + b_in[j]
         for q in range(2):
             for j in range(q * U + u0, q * U + u1):
                 a[j] = x_b[j] + r_b[j]
@@ -602,7 +619,7 @@ def _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_
 
 
 @njit(**JIT)
-def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_rec, rmask, ms, mode, act, ract, xw, rec,
+def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_in, b_rec, rmask, ms, mode, act, ract, xw, rec,
                       gates, rh_all, hs, outs):
     """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
     T, B, G = xw.shape
@@ -614,31 +631,32 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_rec, rmask, ms, m
         h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
         for q in range(3):
             packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
-        _gru_step(t, b0, b1, u0, u1, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
 
 
 @njit(**JIT)
-def _gru_forward_blas(xw, R, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
+def _gru_forward_blas(xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
     T, B, G = xw.shape
     rec = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 3), xw.dtype)
     for t in range(T):
         _matmul(_dropped(hs[t], rmask, hr), R, rec)
-        _gru_step(t, 0, B, 0, G // 3, xw, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_step(t, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
 
 
-def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
+def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
                 gates, rh_all, hs, outs):
-    """Fill ``gates, rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does;
-    return h."""
+    """Fill ``gates, rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does,
+    from xw = the input projections without the input bias ``b_in``; return h."""
     dtype = xw.dtype
     T, B, G = xw.shape
     U = G // 3
     hs[0] = h
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, (B, U))
+    b_in = _absent(dtype, 1) if b_in is None else np.ascontiguousarray(b_in, dtype)
     b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
@@ -649,17 +667,17 @@ def gru_forward(xw, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, rec
         rec = np.empty((B, G), dtype)
         numba_threads.run([
             partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, R=R, P=_panels(U, u0, u1, 3, dtype),
-                    tmp=scratch(dtype), b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
+                    tmp=scratch(dtype), b_in=b_in, b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
                     xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _gru_forward_blas(xw, R, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_forward_blas(xw, R, b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         for t in range(T):
             np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=rec)
-            _gru_step(t, 0, B, 0, U, xw, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
+            _gru_step(t, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
     return hs[T].copy()
 
 
