@@ -43,20 +43,23 @@ class Problem:
 # ---------------------------------------------------------------- lstmkit
 def build_lstmkit(p):
     from lstmkit import kernels
+    # "fwd" is an inference pass, as PyTorch's (inference_mode) and ONNX Runtime's: nothing kept
+    # for a backward pass.
     if p.cell == "lstm":
-        def fwd():
-            return kernels.lstm_forward(p.x, None, None, None, p.kernel, p.recurrent_kernel, p.bias)
+        def fwd(inference=True):
+            return kernels.lstm_forward(p.x, None, None, None, p.kernel, p.recurrent_kernel, p.bias,
+                                        inference=inference)
 
         def fwdbwd():
-            cache = fwd()[-1]
+            cache = fwd(inference=False)[-1]
             return kernels.lstm_backward(cache, p.d_out, None, None)
     else:
-        def fwd():
+        def fwd(inference=True):
             return kernels.gru_forward(p.x, None, None, p.kernel, p.recurrent_kernel, p.bias,
-                                       reset_after=True)
+                                       reset_after=True, inference=inference)
 
         def fwdbwd():
-            cache = fwd()[-1]
+            cache = fwd(inference=False)[-1]
             return kernels.gru_backward(cache, p.d_out, None)
     return {"fwd": fwd, "fwdbwd": fwdbwd, "out": lambda: fwd()[0]}
 

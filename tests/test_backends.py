@@ -104,6 +104,31 @@ def test_lstm_activations_and_dropout(dtype, activation, recurrent_activation, l
     assert_same(ref, got, dtype)
 
 
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_gives_the_forward_results_and_no_cache(name, cell, loop_kind):
+    """inference=True keeps two steps of state instead of all: the same outputs and final state."""
+    rng = np.random.default_rng(7)
+    x, mask, states, weights, _, _, rmask = make_problem(rng, np.float32, dropout=True)
+    if cell == "gru":
+        weights = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in ((I, 3 * U), (U, 3 * U), (2, 3 * U))]
+    backend.set_backend(name)
+    try:
+        for mode in ("zero", "repeat"):
+            opts = dict(masked_output_mode=mode, recurrent_dropout_mask=rmask, reverse=mode == "zero")
+            if cell == "lstm":
+                ref = kernels.lstm_forward(x, mask, *states, *weights, **opts)
+                got = kernels.lstm_forward(x, mask, *states, *weights, inference=True, **opts)
+            else:
+                ref = kernels.gru_forward(x, mask, states[0], *weights, **opts)
+                got = kernels.gru_forward(x, mask, states[0], *weights, inference=True, **opts)
+            assert got[-1] is None
+            for r, g in zip(ref[:-1], got[:-1]):
+                np.testing.assert_array_equal(g, r)
+    finally:
+        backend.set_backend("auto")
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_lstm_no_state_no_bias_no_gradients(batch):
     """None for h0/c0/bias and for the incoming gradients; batch 1 uses a matrix-vector product."""

@@ -103,17 +103,20 @@ def get_num_threads():
     return _threads
 
 
-# Below this many multiply-adds a product or a time loop is not worth splitting across threads
-# (starting them costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on).
+# Below this many multiply-adds a time loop is not worth splitting across threads (starting them
+# costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on); products from a sixteenth.
 PARALLEL_MIN_WORK = 1 << 25
 
 
 def matmul(a, b):
-    """``a @ b`` (2-D) for the kernels' large products: while the compiled loops run on several threads,
-    split across those threads with one BLAS thread each (see :mod:`.threads`: why), else NumPy's."""
+    """``a @ b`` (2-D) for the kernels' large products. While the compiled loops may run on several
+    threads, never with OpenBLAS's own threads (see :mod:`.threads`: they would spin on the cores
+    the loops need): split across the loops' threads when large, else on one BLAS thread."""
     n = get_num_threads()
-    if n > 1 and a.shape[0] >= 2 * n and a.shape[0] * a.shape[1] * b.shape[1] >= PARALLEL_MIN_WORK \
-            and get_backend() == "numba":
-        from . import threads
+    if n == 1 or get_backend() != "numba":
+        return a @ b
+    from . import threads
+    if a.shape[0] >= 2 * n and a.shape[0] * a.shape[1] * b.shape[1] >= PARALLEL_MIN_WORK // 16:
         return threads.matmul(a, b, n)
-    return a @ b
+    with threads.one_blas_thread():
+        return a @ b

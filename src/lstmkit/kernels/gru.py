@@ -31,8 +31,11 @@ from .sequence import check_mode, masked_output, output_grad, to_batch_major, to
 
 def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True, reverse=False,
                 masked_output_mode="zero", activation="tanh", recurrent_activation="sigmoid",
-                recurrent_dropout_mask=None):
-    """Run a GRU over ``x``. Returns ``outputs, h, cache``; ``cache`` feeds :func:`gru_backward`."""
+                recurrent_dropout_mask=None, inference=False):
+    """Run a GRU over ``x``. Returns ``outputs, h, cache``; ``cache`` feeds :func:`gru_backward`.
+
+    ``inference=True``: keep nothing for a backward pass (``cache`` is None): less memory and time.
+    """
     check_mode(masked_output_mode)
     act, _ = activations.get(activation)
     ract, _ = activations.get(recurrent_activation)
@@ -50,14 +53,16 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
 
     h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
     rmask = recurrent_dropout_mask
-    gates = np.empty((T, B, 3 * U), dtype)   # activated z, r, n
-    rh_all = np.empty((T, B, U), dtype)      # reset_after: h @ R_h + b; else (r * h) fed to R_h
-    hs = np.empty((T + 1, B, U), dtype)
+    keep = not inference or loops is None
+    # Activated z, r, n (the compiled loops activate xw in place); reset_after: h @ R_h + b, else
+    # (r * h) fed to R_h; the state entering each step (hs[0] = h0) and the last.
+    gates = None if not keep else xw if loops is not None else np.empty((T, B, 3 * U), dtype)
+    rh_all = np.empty((T, B, U), dtype) if keep else None
+    hs = np.empty((T + 1, B, U), dtype) if keep else loops.state_buffers(T, B, U, dtype, keep)
     outs = np.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
     if loops is not None:
-        gates = xw   # activated in place: one (T, B, 3U) buffer instead of two
         h = loops.gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, masked_output_mode, activation,
                               recurrent_activation, gates, rh_all, hs, outs)
     else:
@@ -83,8 +88,9 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
             prev_out = outs[t]
             h = h_new if m is None else np.where(m != 0, h_new, h)   # select: exact final state
             hs[t + 1] = h
-    cache = (xs, ms, kernel, recurrent_kernel, bias is not None, reset_after, gates, rh_all, hs,
-             rmask, reverse, masked_output_mode, activation, recurrent_activation)
+    cache = None if inference else (xs, ms, kernel, recurrent_kernel, bias is not None, reset_after, gates,
+                                    rh_all, hs, rmask, reverse, masked_output_mode, activation,
+                                    recurrent_activation)
     return to_batch_major(outs, reverse), h, cache
 
 

@@ -31,10 +31,11 @@ from .sequence import check_mode, masked_output, output_grad, to_batch_major, to
 
 def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=False,
                  masked_output_mode="zero", activation="tanh", recurrent_activation="sigmoid",
-                 recurrent_dropout_mask=None, projection=None):
+                 recurrent_dropout_mask=None, projection=None, inference=False):
     """Run an LSTM over ``x``. Returns ``outputs, h, c, cache``; ``cache`` feeds :func:`lstm_backward`.
 
     ``bias`` may be None (``use_bias=False``). ``h0``/``c0`` may be None (zeros).
+    ``inference=True``: keep nothing for a backward pass (``cache`` is None): less memory and time.
     """
     check_mode(masked_output_mode)
     act, _ = activations.get(activation)
@@ -55,18 +56,22 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
     c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
     rmask = recurrent_dropout_mask
-    gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
-    hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last
-    cs = np.empty((T + 1, B, U), dtype)
-    act_c = np.empty((T, B, U), dtype)
-    outs = np.zeros((T, B, P), dtype)
-    hs[0], cs[0] = h, c
-    prev_out = np.zeros((B, P), dtype)
     if loops is not None:
-        gates = xw   # activated in place: one (T, B, 4U) buffer instead of two
+        outs = np.empty((T, B, P), dtype)
+        keep = not inference
+        gates = xw if keep else None   # activated in place: one (T, B, 4U) buffer instead of two
+        act_c = np.empty((T, B, U), dtype) if keep else None
+        hs, cs = (loops.state_buffers(T, B, U, dtype, keep) for _ in range(2))
         h, c = loops.lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
                                   recurrent_activation, gates, hs, cs, act_c, outs)
     else:
+        outs = np.zeros((T, B, P), dtype)
+        gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
+        hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last
+        cs = np.empty((T + 1, B, U), dtype)
+        act_c = np.empty((T, B, U), dtype)
+        hs[0], cs[0] = h, c
+        prev_out = np.zeros((B, P), dtype)
         for t in range(T):
             hr = h if rmask is None else h * rmask
             z = xw[t] + hr @ recurrent_kernel
@@ -90,8 +95,9 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
                 h = np.where(valid, h_new, h)
                 c = np.where(valid, c_new, c)
             hs[t + 1], cs[t + 1] = h, c
-    cache = (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs, act_c, rmask,
-             reverse, masked_output_mode, activation, recurrent_activation, projection)
+    cache = None if inference else (xs, ms, kernel, recurrent_kernel, bias is not None, gates, hs, cs,
+                                    act_c, rmask, reverse, masked_output_mode, activation,
+                                    recurrent_activation, projection)
     return to_batch_major(outs, reverse), h, c, cache
 
 

@@ -307,20 +307,36 @@ def _dropped(h, rmask, hr):
     return h
 
 
+@njit(inline="always", **JIT)
+def _slots(t, keep):
+    """(slot of step t's gates and entering state, slot of the state it leaves) in the buffers."""
+    if keep:
+        return t, t + 1
+    return t & 1, (t + 1) & 1
+
+
+def state_buffers(T, B, width, dtype, keep):
+    """A (T + 1, B, width) buffer of every step's state, or a two-slot one for inference."""
+    return np.empty((T + 1 if keep else 2, B, width), dtype)
+
+
 # ----------------------------------------------------------------------------- LSTM
 @njit(**JIT)
-def _lstm_step(t, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch):
+def _lstm_step(t, keep, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs,
+               scratch):
     """Gates and state of rows b0..b1, units u0..u1 at step t, from xw[t] + z + bias, z = h_{t-1} @
-    recurrent_kernel (B, 4U), or, when z is zero-size, from the product already added into
-    ``gates[t]`` (then ``xw`` itself); ``gates`` may be ``xw`` (activated in place); ``bias`` (4U,) or
-    zero-size. State in hs[t], cs[t]."""
+    recurrent_kernel (B, 4U), or, when z is zero-size, from the product already added into the
+    step's ``gates``; ``gates`` may be ``xw`` (activated in place); ``bias`` (4U,) or zero-size.
+    ``keep``: gates, act_c, hs and cs hold every step (state entering step t at t); else they are
+    two-slot rolling buffers (slot t % 2) and only ``outs`` holds every step (inference)."""
     _, B, G = xw.shape
     U = G // 4
     nu = u1 - u0
+    s, sn = _slots(t, keep)
     has_mask = ms.shape[0] > 0
     zero = xw.dtype.type(0.0)
     for b in range(b0, b1):
-        a = gates[t, b]
+        a = gates[s, b]
         if z.shape[0] > 0:
             x_b, z_b = xw[t, b], z[b]
             for q in range(4):
@@ -335,11 +351,11 @@ def _lstm_step(t, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, c
         _activate(f, ract)
         _activate(g, act)
         _activate(o, ract)
-        ac = act_c[t, b, u0:u1]
-        c_prev, h_prev = cs[t, b, u0:u1], hs[t, b, u0:u1]
+        ac = act_c[s, b, u0:u1]
+        c_prev, h_prev = cs[s, b, u0:u1], hs[s, b, u0:u1]
         for j in range(nu):
             ac[j] = f[j] * c_prev[j] + i[j] * g[j]
-        out, h_next, c_next = outs[t, b, u0:u1], hs[t + 1, b, u0:u1], cs[t + 1, b, u0:u1]
+        out, h_next, c_next = outs[t, b, u0:u1], hs[sn, b, u0:u1], cs[sn, b, u0:u1]
         if not has_mask:
             for j in range(nu):
                 c_next[j] = ac[j]
@@ -366,45 +382,58 @@ def _lstm_step(t, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, c
 
 
 @njit(**JIT)
-def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, bias, R, P, tmp, rmask, ms, mode, act, ract, gates, hs, cs,
-                       act_c, outs):
+def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xw, bias, R, P, tmp, rmask, ms, mode, act, ract,
+                       gates, hs, cs, act_c, outs):
     """Thread k: rows b0..b1, units u0..u1 of every step; n threads wait for each other after each
-    step (1: no waiting). ``gates`` holds x_t @ kernel + bias on entry; the packed product with R's
-    columns of these units (packed here into ``P``) is added into it."""
-    T, B, G = gates.shape
+    step (1: no waiting). The packed product with R's columns of these units (packed here into
+    ``P``) is added into the step's gates: ``xw`` itself (``keep``), else a copy of xw[t]."""
+    T, B, G = xw.shape
     U = G // 4
     for q in range(4):
         pack_into(R, q * U + u0, u1 - u0, P[q])
-    no_z = np.empty((0, G), gates.dtype)
-    hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
-    scratch = np.empty((1, U), gates.dtype)
+    no_z = np.empty((0, G), xw.dtype)
+    hr = np.empty((b1 - b0, hs.shape[2]), xw.dtype)
+    scratch = np.empty((1, U), xw.dtype)
     for t in range(T):
-        h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
+        s, _ = _slots(t, keep)
+        if not keep:
+            for b in range(b0, b1):
+                for q in range(4):
+                    for j in range(q * U + u0, q * U + u1):
+                        gates[s, b, j] = xw[t, b, j]
+        h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
         for q in range(4):
-            packed_matmul(h, P[q], gates[t, b0:b1, q * U + u0:q * U + u1], tmp, True)
-        _lstm_step(t, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+            packed_matmul(h, P[q], gates[s, b0:b1, q * U + u0:q * U + u1], tmp, True)
+        _lstm_step(t, keep, xw, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs,
+                   scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
 
 
 @njit(**JIT)
-def _lstm_forward_blas(xw, bias, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
+def _lstm_forward_blas(keep, xw, bias, R, rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
     T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 4), xw.dtype)
     scratch = np.empty((1, G // 4), xw.dtype)
     for t in range(T):
-        _matmul(_dropped(hs[t], rmask, hr), R, z)
-        _lstm_step(t, xw, z, bias, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs, scratch)
+        _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, z)
+        _lstm_step(t, keep, xw, z, bias, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs,
+                   scratch)
 
 
 def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
                  gates, hs, cs, act_c, outs):
     """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does, from xw = the
-    input projections without the bias; return h, c."""
+    input projections without the bias; return h, c. With ``gates`` None (inference) only ``outs``
+    is filled, and ``hs, cs, act_c`` may be two-slot buffers (``state_buffers``)."""
     dtype = xw.dtype
     T, B, G = xw.shape
     U = G // 4
+    keep = gates is not None
+    if not keep:
+        gates = np.empty((2, B, G), dtype)
+        act_c = np.empty((2, B, U), dtype)
     hs[0], cs[0] = h, c
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, (B, U))
@@ -415,23 +444,26 @@ def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, 
     plan = _parts(B, T, U, G, dtype)
     if plan is not None:
         waiting, ranges = plan
-        if gates is not xw:
+        if keep and gates is not xw:
             np.copyto(gates, xw)
         numba_threads.run([
-            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, bias=bias, R=R, P=_panels(U, u0, u1, 4, dtype),
+            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xw=xw, bias=bias, R=R, P=_panels(U, u0, u1, 4, dtype),
                     tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates,
                     hs=hs, cs=cs, act_c=act_c, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _lstm_forward_blas(xw, bias, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
+        _lstm_forward_blas(keep, xw, bias, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         scratch_ = np.empty((1, U), dtype)
         for t in range(T):
-            np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=z)
-            _lstm_step(t, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs, scratch_)
-    return hs[T].copy(), cs[T].copy()
+            h_t = hs[_slots(t, keep)[0]]
+            np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=z)
+            _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
+                       scratch_)
+    last = _slots(T - 1, keep)[1] if T else 0
+    return hs[last].copy(), cs[last].copy()
 
 
 @njit(**JIT)
@@ -571,17 +603,19 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
 
 # ----------------------------------------------------------------------------- GRU (reset_after=True)
 @njit(**JIT)
-def _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
+def _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs):
     """Rows b0..b1, units u0..u1 of one step from xw[t] (+ b_in) and rec = h_{t-1} @ recurrent_kernel
-    (B, 3U), whose columns of these units get b_rec added; state in hs[t]. ``gates`` may be ``xw``."""
+    (B, 3U), whose columns of these units get b_rec added. ``gates`` may be ``xw``; ``keep`` as for
+    ``_lstm_step`` (gates, rh_all and hs rolling buffers when False)."""
     B, G = rec.shape
     U = G // 3
     nu = u1 - u0
+    s, sn = _slots(t, keep)
     has_mask = ms.shape[0] > 0
     has_bias = b_rec.shape[0] > 0
     zero = rec.dtype.type(0.0)
     for b in range(b0, b1):
-        a, x_b, r_b = gates[t, b], xw[t, b], rec[b]
+        a, x_b, r_b = gates[s, b], xw[t, b], rec[b]
         if has_bias:
             for q in range(3):
                 for j in range(q * U + u0, q * U + u1):
@@ -596,12 +630,12 @@ def _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gate
         z, r, nn = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1]
         _activate(z, ract)
         _activate(r, ract)
-        rh, x_n, r_n = rh_all[t, b, u0:u1], x_b[2 * U + u0:2 * U + u1], r_b[2 * U + u0:2 * U + u1]
+        rh, x_n, r_n = rh_all[s, b, u0:u1], x_b[2 * U + u0:2 * U + u1], r_b[2 * U + u0:2 * U + u1]
         for j in range(nu):
             rh[j] = r_n[j]
             nn[j] = x_n[j] + r[j] * rh[j]
         _activate(nn, act)
-        h_prev, h_next, out = hs[t, b, u0:u1], hs[t + 1, b, u0:u1], outs[t, b, u0:u1]
+        h_prev, h_next, out = hs[s, b, u0:u1], hs[sn, b, u0:u1], outs[t, b, u0:u1]
         if not has_mask:
             for j in range(nu):
                 out[j] = nn[j] + z[j] * (h_prev[j] - nn[j])
@@ -619,7 +653,7 @@ def _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gate
 
 
 @njit(**JIT)
-def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_in, b_rec, rmask, ms, mode, act, ract, xw, rec,
+def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, P, tmp, b_in, b_rec, rmask, ms, mode, act, ract, xw, rec,
                       gates, rh_all, hs, outs):
     """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
     T, B, G = xw.shape
@@ -628,31 +662,36 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, R, P, tmp, b_in, b_rec, rmask,
         pack_into(R, q * U + u0, u1 - u0, P[q])
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
-        h = _local(hs[t, b0:b1], rmask[b0:b1], hr, n)
+        h = _local(hs[_slots(t, keep)[0], b0:b1], rmask[b0:b1], hr, n)
         for q in range(3):
             packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
-        _gru_step(t, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
 
 
 @njit(**JIT)
-def _gru_forward_blas(xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
+def _gru_forward_blas(keep, xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gates, rh_all, hs, outs):
     T, B, G = xw.shape
     rec = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 3), xw.dtype)
     for t in range(T):
-        _matmul(_dropped(hs[t], rmask, hr), R, rec)
-        _gru_step(t, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, rec)
+        _gru_step(t, keep, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
 
 
 def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
                 gates, rh_all, hs, outs):
     """Fill ``gates, rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does,
-    from xw = the input projections without the input bias ``b_in``; return h."""
+    from xw = the input projections without the input bias ``b_in``; return h. With ``gates`` None
+    (inference) only ``outs`` is filled, and ``hs`` may be a two-slot buffer (``state_buffers``)."""
     dtype = xw.dtype
     T, B, G = xw.shape
     U = G // 3
+    keep = gates is not None
+    if not keep:
+        gates = np.empty((2, B, G), dtype)
+        rh_all = np.empty((2, B, U), dtype)
     hs[0] = h
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, (B, U))
@@ -666,19 +705,20 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
         waiting, ranges = plan
         rec = np.empty((B, G), dtype)
         numba_threads.run([
-            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, R=R, P=_panels(U, u0, u1, 3, dtype),
+            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, R=R, P=_panels(U, u0, u1, 3, dtype),
                     tmp=scratch(dtype), b_in=b_in, b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
                     xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _gru_forward_blas(xw, R, b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_forward_blas(keep, xw, R, b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         for t in range(T):
-            np.matmul(hs[t] if rmask is None else np.multiply(hs[t], rm, out=hr), R, out=rec)
-            _gru_step(t, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
-    return hs[T].copy()
+            h_t = hs[_slots(t, keep)[0]]
+            np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=rec)
+            _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
+    return hs[_slots(T - 1, keep)[1] if T else 0].copy()
 
 
 @njit(**JIT)
