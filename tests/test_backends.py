@@ -212,7 +212,7 @@ def test_a_failing_thread_releases_the_others():
 
 def test_split_products_equal_numpy():
     """Rows split across threads, transposed views as the kernels pass them (x.T @ dz)."""
-    from lstmkit.kernels import threads
+    from lstmkit.kernels import numba_threads as threads
     rng = np.random.default_rng(6)
     a, b, c = rng.normal(size=(37, 11)), rng.normal(size=(11, 5)), rng.normal(size=(37, 6))
     for n in (1, 2, 3, 40):

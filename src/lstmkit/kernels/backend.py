@@ -103,20 +103,20 @@ def get_num_threads():
     return _threads
 
 
-# Below this many multiply-adds a time loop is not worth splitting across threads (starting them
-# costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on); products from a sixteenth.
+# Below this many multiply-adds a time loop or a product is not worth splitting across threads
+# (starting them costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on).
 PARALLEL_MIN_WORK = 1 << 25
 
 
 def matmul(a, b):
     """``a @ b`` (2-D) for the kernels' large products. While the compiled loops may run on several
-    threads, never with OpenBLAS's own threads (see :mod:`.threads`: they would spin on the cores
+    threads, never with OpenBLAS's own threads (see :mod:`.numba_threads`: they would spin on the cores
     the loops need): split across the loops' threads when large, else on one BLAS thread."""
     n = get_num_threads()
     if n == 1 or get_backend() != "numba":
         return a @ b
-    from . import threads
-    if a.shape[0] >= 2 * n and a.shape[0] * a.shape[1] * b.shape[1] >= PARALLEL_MIN_WORK // 16:
+    from . import numba_threads as threads
+    if a.shape[0] >= 2 * n and a.shape[0] * a.shape[1] * b.shape[1] >= PARALLEL_MIN_WORK:
         return threads.matmul(a, b, n)
     with threads.one_blas_thread():
         return a @ b

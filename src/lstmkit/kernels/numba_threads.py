@@ -1,5 +1,6 @@
-"""Running one compiled time loop on several cores.
+"""Running the compiled kernels on several cores: a barrier a step, a pool of threads, products.
 
+**Time loops.**
 A recurrent layer's steps are sequential, but within a step the hidden units are independent once
 the previous state is known. Each thread therefore owns a contiguous range of units, for every gate,
 and with it the matching columns of the recurrent matrix, packed once and kept in that core's cache
@@ -9,9 +10,24 @@ cores): the forward's product needs the whole previous state, the backward's the
 gradient of the step.
 
 Threads wait by spinning (with the CPU's pause instruction), and yield the core after a while so
-that an oversubscribed machine still makes progress. The threads are Python threads running
-``nogil`` compiled code, run by ``threads.run``.
+that an oversubscribed machine still makes progress.
+
+**The pool.** The threads are Python threads running ``nogil`` compiled code. Waking a sleeping
+thread takes 50-100 us here, as long as a small loop, so a worker that has finished spins for about
+a millisecond (compiled, without the GIL) before it sleeps: back-to-back calls, and the forward's
+products, loop and backward of one training step, find it awake.
+
+**Products.** NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s after each
+multi-threaded product. A time loop split across the cores in that window shares a core with a
+spinning thread and runs slower than on one core. So the kernels' large products run here instead
+(``matmul``): the rows split across this pool, each a one-thread BLAS product (OpenBLAS told so for
+the duration), which leaves no spinning thread behind. Where NumPy uses another BLAS, the products
+run as they are.
 """
+import ctypes
+import re
+import threading
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -20,11 +36,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import threads
-
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 _STRIDE = 16          # one 128-byte slot a thread: no two threads' counters share a cache line
 _SPINS = 1 << 14      # pause instructions before yielding the core (~ tens of microseconds)
+_IDLE_SPINS = 1 << 14 # pause instructions a finished worker (or a waiting caller) spins (~ 1 ms)
 
 
 @intrinsic
@@ -97,8 +112,88 @@ def unit_ranges(U, n, align):
     return [(u0, min(u0 + chunk, U)) for u0 in range(0, U, chunk)]
 
 
+@njit(**JIT)
+def _spin_until_set(flags, idx, spins):
+    """Wait (spinning, no GIL) up to ``spins`` pauses for flags[idx] != 0; whether it became so."""
+    for _ in range(spins):
+        if _load_acquire(flags, idx) != 0:
+            return True
+        _pause()
+    return _load_acquire(flags, idx) != 0
+
+
+class _Worker:
+    """One pool thread: runs a task when told, spins a while after it, then sleeps."""
+    GO, DONE = 0, _STRIDE
+
+    def __init__(self):
+        self.flags = np.zeros(2 * _STRIDE, np.int64)
+        self.task = self.error = None
+        self.wake = threading.Condition()
+        self.finished = threading.Event()
+        threading.Thread(target=self._serve, name="lstmkit", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            if not _spin_until_set(self.flags, self.GO, _IDLE_SPINS):
+                with self.wake:
+                    while self.flags[self.GO] == 0:
+                        self.wake.wait()
+            self.flags[self.GO] = 0
+            try:
+                self.task()
+            except BaseException as e:      # handed to the caller
+                self.error = e
+            self.task = None
+            self.flags[self.DONE] = 1
+            self.finished.set()
+
+    def start(self, task):
+        self.task, self.error = task, None
+        self.flags[self.DONE] = 0
+        self.finished.clear()
+        self.flags[self.GO] = 1
+        with self.wake:
+            self.wake.notify()
+
+    def join(self):
+        if not _spin_until_set(self.flags, self.DONE, _IDLE_SPINS):
+            self.finished.wait()
+        if self.error is not None:
+            raise self.error
+
+
+_workers = []
+_lock = threading.Lock()
+
+
+def run_tasks(tasks):
+    """Run the callables ``tasks`` at once, the first on this thread; re-raise the first error.
+    Calls from several threads at once are run one after the other."""
+    if len(tasks) == 1:
+        tasks[0]()
+        return
+    with _lock:
+        while len(_workers) < len(tasks) - 1:
+            _workers.append(_Worker())
+        workers = _workers[:len(tasks) - 1]
+        for worker, task in zip(workers, tasks[1:]):
+            worker.start(task)
+        try:
+            tasks[0]()
+        finally:
+            errors = []
+            for worker in workers:
+                try:
+                    worker.join()
+                except BaseException as e:
+                    errors.append(e)
+        if errors:
+            raise errors[0]
+
+
 def run(parts):
-    """Run ``parts`` (callables ``part(sync)``, one per thread) at once (``threads.run``). Threads that
+    """Run ``parts`` (callables ``part(sync)``, one per thread) at once (``run_tasks``). Threads that
     wait for each other call :func:`arrive_and_wait` after each step with the same counts; if one
     fails, the others stop waiting and its error is raised."""
     sync = new_sync(len(parts))
@@ -110,4 +205,57 @@ def run(parts):
             sync[len(parts) * _STRIDE] = 1      # releases the others from their waits
             raise
 
-    threads.run([partial(guarded, part) for part in parts])
+    run_tasks([partial(guarded, part) for part in parts])
+
+
+# ----------------------------------------------------------------------------- products
+_OPENBLAS_NAMES = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads",
+                   "openblas_{}_num_threads64_", "openblas_{}_num_threads")
+_blas = None      # (get, set) of the OpenBLAS NumPy uses; False when there is none
+
+
+def _openblas():
+    global _blas
+    if _blas is None:
+        _blas = False
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read())))
+            for path in paths:
+                lib = ctypes.CDLL(path)
+                for name in _OPENBLAS_NAMES:
+                    if hasattr(lib, name.format("set")) and hasattr(lib, name.format("get")):
+                        get, set_ = getattr(lib, name.format("get")), getattr(lib, name.format("set"))
+                        get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                        _blas = (get, set_)
+                        return _blas
+        except OSError:
+            pass
+    return _blas
+
+
+@contextmanager
+def one_blas_thread():
+    """OpenBLAS on one thread inside the block (for this process: the setting is global); as it
+    was after."""
+    blas = _openblas()
+    if not blas:
+        yield
+        return
+    get, set_ = blas
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+def matmul(a, b, n):
+    """a @ b (2-D), a's rows split across ``n`` threads, each a one-thread BLAS product."""
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    step = -(-a.shape[0] // n)
+    with one_blas_thread():
+        run_tasks([partial(np.matmul, a[i:i + step], b, out=out[i:i + step])
+                   for i in range(0, a.shape[0], step)])
+    return out
