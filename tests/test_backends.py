@@ -199,12 +199,14 @@ def test_a_failing_thread_releases_the_others():
         raise RuntimeError("part 1 failed")
 
     def waiting(sync):
-        numba_loops._lstm_forward_part(sync, 0, 2, 0, 1, 0, 4, np.zeros((4, 16), np.float32),
-                                       numba_loops._panels(4, 0, 4, 4, np.float32),
-                                       numba_matmul.scratch(np.float32), np.zeros((0, 0), np.float32),
-                                       np.zeros((0, 0), np.float32), 0, 0, 1, np.zeros((3, 1, 16), np.float32),
-                                       np.zeros((4, 1, 4), np.float32), np.zeros((4, 1, 4), np.float32),
-                                       np.zeros((3, 1, 4), np.float32), np.zeros((3, 1, 4), np.float32))
+        f32 = np.float32
+        xw = np.zeros((3, 1, 16), f32)
+        none = np.zeros((0, 0), f32)
+        numba_loops._lstm_forward_part(
+            sync, 0, 2, 0, 1, 0, 4, True, xw, np.zeros(0, f32), np.zeros((4, 16), f32),
+            numba_loops._panels(4, 0, 4, 4, f32), numba_matmul.scratch(f32), none, none, 0, 0, 1, xw,
+            np.zeros((4, 1, 4), f32), np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32),
+            np.zeros((3, 1, 4), f32))
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
         numba_threads.run([waiting, failing])
