@@ -321,3 +321,21 @@ def test_empty_time_axis(name):
     np.testing.assert_array_equal(h, h0)
     np.testing.assert_array_equal(gh, h0)
     np.testing.assert_array_equal(grads["h0"], h0)
+
+
+def test_layer_call_is_an_inference_pass():
+    """``layer(x)`` runs the kernels with inference=True: the same result as ``forward``, no cache."""
+    import lstmkit
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 9, 3)).astype(np.float32)
+    lengths = np.array([9, 5, 1, 7])
+    layers = [lstmkit.LSTM(6, num_layers=2, seed=0), lstmkit.GRU(6, seed=0), lstmkit.SimpleRNN(6, seed=0),
+              lstmkit.Bidirectional(lstmkit.LSTM(6, seed=0))]
+    for layer in layers:
+        ref, _ = layer.forward(x, lengths)
+        got = layer(x, lengths)
+        np.testing.assert_array_equal(got.outputs, ref.outputs)
+        for a, b in zip(got.state, ref.state):
+            np.testing.assert_array_equal(a, b)
+    caches = layers[0].forward(x, lengths, inference=True)[1][0]
+    assert caches == [None, None]

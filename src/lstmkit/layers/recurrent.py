@@ -266,24 +266,29 @@ class _Recurrent(Layer):
         return [tuple(a[k] for a in arrays) for k in range(L)]
 
     # -- running --------------------------------------------------------------------------------
-    def _run_layer(self, k, x, mask, state0, training, reverse):
+    def __call__(self, *args, **kwargs):
+        """The result of an inference pass (nothing kept for a backward pass)."""
+        return self.forward(*args, training=False, inference=True, **kwargs)[0]
+
+    def _run_layer(self, k, x, mask, state0, training, reverse, inference=False):
         """One layer over the sequence. Returns (outputs, state tuple, cache)."""
         rmask = None
         if training and self.recurrent_dropout:
             rmask = kernels.dropout_mask(self.rng, (x.shape[0], self.output_size),
                                          self.recurrent_dropout, self.dtype)
         outs, *state, cache = self._kernel_forward(x, mask, state0, *self._weights(k),
-                                                   reverse=reverse, rmask=rmask)
+                                                   reverse=reverse, rmask=rmask, inference=inference)
         return outs, tuple(state), cache
 
     def forward(self, x, lengths=None, initial_state=None, *, mask=None, training=False,
-                check_finite=False):
+                check_finite=False, inference=False):
         """Run the layer. Returns ``(RecurrentResult, cache)``.
 
         x: (B, T, I) floats (integers are cast to the layer's dtype, as Keras does).
         lengths: (B,) integers in [0, T], or None (every sequence has length T).
         initial_state: a state like ``res.state`` of a layer of the same configuration, or None.
         mask: (B, T) booleans, an alternative to ``lengths`` for arbitrary masks.
+        inference: keep nothing for ``backward`` (less memory and time); ``layer(x)`` does.
         """
         x, mask, states = self._prepare(x, lengths, mask, initial_state, check_finite)
         caches, drops = [], []
@@ -296,7 +301,7 @@ class _Recurrent(Layer):
                                             else inp.shape, rate, self.dtype)
                 inp = inp * drop
             outs, st, cache = self._run_layer(k, inp, mask, None if states is None else states[k],
-                                              training, self.reverse)
+                                              training, self.reverse, inference)
             caches.append(cache)
             drops.append(drop)
             finals.append(st)
@@ -420,10 +425,12 @@ class LSTM(_Recurrent):
         w = super()._weights(k)
         return w + (self.params[self._key("projection_kernel", k)],) if self.proj_size else w
 
-    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, projection=None, *, reverse, rmask):
+    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, projection=None, *, reverse, rmask,
+                        inference):
         h0, c0 = (None, None) if state0 is None else state0
         opts = dict(reverse=reverse, masked_output_mode=self.masked_output, activation=self.activation,
-                    recurrent_activation=self.recurrent_activation, recurrent_dropout_mask=rmask)
+                    recurrent_activation=self.recurrent_activation, recurrent_dropout_mask=rmask,
+                    inference=inference)
         return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, projection=projection, **opts)
 
     def _kernel_backward(self, cache, d_out, d_state):
@@ -461,13 +468,13 @@ class GRU(_Recurrent):
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, reverse, rmask):
+    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, reverse, rmask, inference):
         h0 = None if state0 is None else state0[0]
         return kernels.gru_forward(x, mask, h0, kernel, rk, bias, reset_after=self.reset_after,
                                    reverse=reverse, masked_output_mode=self.masked_output,
                                    activation=self.activation,
                                    recurrent_activation=self.recurrent_activation,
-                                   recurrent_dropout_mask=rmask)
+                                   recurrent_dropout_mask=rmask, inference=inference)
 
     def _kernel_backward(self, cache, d_out, d_state):
         return kernels.gru_backward(cache, d_out, d_state[0])
@@ -486,8 +493,8 @@ class SimpleRNN(_Recurrent):
 
     GATES = 1
 
-    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, reverse, rmask):
-        h0 = None if state0 is None else state0[0]
+    def _kernel_forward(self, x, mask, state0, kernel, rk, bias, reverse, rmask, inference):
+        h0 = None if state0 is None else state0[0]     # (the NumPy loop keeps its cache regardless)
         return kernels.rnn_forward(x, mask, h0, kernel, rk, bias, reverse=reverse,
                                    masked_output_mode=self.masked_output,
                                    activation=self.activation, recurrent_dropout_mask=rmask)
@@ -559,9 +566,14 @@ class Bidirectional(Layer):
                       **{f"backward/{k}": v for k, v in self.backward_layer.grads.items()}}
         self.built = True
 
+    def __call__(self, *args, **kwargs):
+        """The result of an inference pass (nothing kept for a backward pass)."""
+        return self.forward(*args, training=False, inference=True, **kwargs)[0]
+
     def forward(self, x, lengths=None, initial_state=None, *, mask=None, training=False,
-                check_finite=False):
-        """``initial_state``: None, or ``(forward_state, backward_state)``, each like ``res.forward.state``."""
+                check_finite=False, inference=False):
+        """``initial_state``: None, or ``(forward_state, backward_state)``, each like ``res.forward.state``.
+        Other arguments as :meth:`LSTM.forward`."""
         fw, bw = self.forward_layer, self.backward_layer
         if not self.built:
             x_arr = as_float_input(x, self.dtype, "x")
@@ -588,9 +600,9 @@ class Bidirectional(Layer):
                 drop = kernels.dropout_mask(self.rng, shape, rate, self.dtype)
                 inp = inp * drop
             out_f, st_f, c_f = fw._run_layer(k, inp, mask, None if states_f is None else states_f[k],
-                                             training, fw.reverse)
+                                             training, fw.reverse, inference)
             out_b, st_b, c_b = bw._run_layer(k, inp, mask, None if states_b is None else states_b[k],
-                                             training, bw.reverse)
+                                             training, bw.reverse, inference)
             caches.append((c_f, c_b, out_f, out_b))
             drops.append(drop)
             finals_f.append(st_f)
