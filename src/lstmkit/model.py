@@ -10,8 +10,10 @@ outputs of the right shapes. ``Model(inputs, outputs)`` then walks the recorded 
     out, h, c = model.predict(data)              # arrays
 
 A Model is itself a Layer: ``params``/``grads`` hold every layer's parameters (the same arrays, named
-``"<layer>/<param>"``), ``forward(inputs, training) -> (outputs, cache)`` runs the nodes in a topological
-order, and ``backward(cache, d_outputs)`` visits them in reverse, adding into each layer's ``grads`` and
+``"<layer class, numbered within the model>/<param>"``: ``lstm/kernel``, ``lstm_1/kernel``,
+``dense/bias``, the same in every model built by the same code, see :func:`param_prefixes`),
+``forward(inputs, training) -> (outputs, cache)`` runs the nodes in a topological order, and
+``backward(cache, d_outputs)`` visits them in reverse, adding into each layer's ``grads`` and
 returning the gradients of the inputs.
 
 What a layer must provide to live in a graph (the Keras-named layers of ``lstmkit.keras`` do):
@@ -32,7 +34,7 @@ import contextlib
 
 import numpy as np
 
-from .layers.base import Layer, unique_name
+from .layers.base import Layer, _snake, unique_name
 
 
 # -- nested structures: lists/tuples of arrays or tensors ------------------------------------------
@@ -241,6 +243,24 @@ def _map_graph(outputs):
     return nodes, [layers[k] for k in order]
 
 
+def param_prefixes(layers):
+    """The prefix of each layer's parameters in a model's ``params``: its class in snake case,
+    numbered per class in the model's layer order (``lstm``, ``lstm_1``, ``dense``), as Keras 3 keys
+    the layers in a weights file.
+
+    Not the layer's name: automatic names come from a counter that runs for the whole process, so a
+    second identical model gets ``lstm_2`` where the first has ``lstm``. These prefixes depend only on
+    the model's structure, so two models built by the same code have the same keys and a checkpoint of
+    one loads into the other, in this process or another.
+    """
+    counts, prefixes = collections.Counter(), []
+    for layer in layers:
+        base = _snake(type(layer).__name__)
+        prefixes.append(base if counts[base] == 0 else f"{base}_{counts[base]}")
+        counts[base] += 1
+    return prefixes
+
+
 GraphCache = collections.namedtuple("GraphCache", ["nodes", "output_masks"])
 
 
@@ -282,10 +302,10 @@ class Model(Layer):
         input_layers = [t.node.layer for t in flat_in]
         self.layers = input_layers + [l for l in layers if l not in input_layers]
         self.params, self.grads = {}, {}
-        for layer in self.layers:
+        for layer, prefix in zip(self.layers, param_prefixes(self.layers)):
             for key in layer.params:
-                self.params[f"{layer.name}/{key}"] = layer.params[key]
-                self.grads[f"{layer.name}/{key}"] = layer.grads[key]
+                self.params[f"{prefix}/{key}"] = layer.params[key]
+                self.grads[f"{prefix}/{key}"] = layer.grads[key]
         self.built = True
 
     @property
@@ -352,7 +372,8 @@ class Model(Layer):
         ``cache.output_masks`` holds the mask each output carries (None, or (batch, time) booleans),
         which Keras applies to the loss."""
         values, masks = {}, {}
-        for t, x in zip(self._flat_inputs, self._feed(inputs)):
+        arrays = self._feed(inputs)          # first: an unbuilt Sequential builds itself here
+        for t, x in zip(self._flat_inputs, arrays):
             values[id(t)], masks[id(t)] = x, None
         value = lambda v: values[id(v)] if isinstance(v, SymbolicTensor) else v
         caches = []

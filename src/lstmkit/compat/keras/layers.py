@@ -514,10 +514,11 @@ class RNN(KerasLayer):
             finals.append(res.state)
             seq = res.outputs
         if self.stacked and not self.params:       # the cells' parameters exist from now on
-            for c in self.cells:
+            # keyed by position, not by the cells' automatic names: the same in every build
+            for i, c in enumerate(self.cells):
                 for k in c.params:
-                    self.params[f"{c.name}/{k}"] = c.params[k]
-                    self.grads[f"{c.name}/{k}"] = c.grads[k]
+                    self.params[f"cells/{i}/{k}"] = c.params[k]
+                    self.grads[f"cells/{i}/{k}"] = c.grads[k]
         seq = seq[:, ::-1] if self.go_backwards else seq
         if self.return_sequences:
             out = seq.transpose(1, 0, 2) if self.time_major else seq
@@ -661,10 +662,12 @@ class Bidirectional(KerasLayer):
 
     def _sync_params(self):
         if not self.params and self.built:
-            for sub in (self.forward_layer, self.backward_layer):
+            # keyed as Keras's weights files key them, not by the sub-layers' automatic names
+            for attr in ("forward_layer", "backward_layer"):
+                sub = getattr(self, attr)
                 for k in sub.params:
-                    self.params[f"{sub.name}/{k}"] = sub.params[k]
-                    self.grads[f"{sub.name}/{k}"] = sub.grads[k]
+                    self.params[f"{attr}/{k}"] = sub.params[k]
+                    self.grads[f"{attr}/{k}"] = sub.grads[k]
 
     def _flip(self, y):
         return np.flip(y, axis=self._time_axis)
