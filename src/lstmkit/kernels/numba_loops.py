@@ -265,14 +265,45 @@ def _step_mask(ms, dtype):
     return _absent(dtype, 2) if ms is None else np.ascontiguousarray(ms[:, :, 0], dtype)
 
 
+# The inner loops run over zero-based ranges of slices: with an index that might be negative
+# (range(u0, u1)) Numba checks for wraparound at every element, and LLVM does not vectorize.
+@njit(inline="always", **JIT)
+def _add_blocks(out, a, b, blocks, U, u0, u1):
+    """out[q*U + j] = a[..] + b[..] for the blocks q < ``blocks`` and units j in u0..u1."""
+    for q in range(blocks):
+        o, x, y = out[q * U + u0:q * U + u1], a[q * U + u0:q * U + u1], b[q * U + u0:q * U + u1]
+        for j in range(u1 - u0):
+            o[j] = x[j] + y[j]
+
+
+@njit(inline="always", **JIT)
+def _add_to_blocks(out, b, blocks, U, u0, u1):
+    """out[q*U + j] += b[q*U + j] (in place: one pointer written, so LLVM needs no overlap check)."""
+    for q in range(blocks):
+        o, y = out[q * U + u0:q * U + u1], b[q * U + u0:q * U + u1]
+        for j in range(u1 - u0):
+            o[j] += y[j]
+
+
+@njit(inline="always", **JIT)
+def _copy_blocks(out, a, blocks, U, u0, u1):
+    for q in range(blocks):
+        o, x = out[q * U + u0:q * U + u1], a[q * U + u0:q * U + u1]
+        for j in range(u1 - u0):
+            o[j] = x[j]
+
+
 @njit(**JIT)
 def _finish_dh(dh, dh_gate, rmask, carry, has_mask, b0, b1, u0, u1):
     """dh_{t-1} = (dz_t @ recurrent_kernel.T) * r  (+ what a padded step carries), rows b0..b1,
     units u0..u1."""
+    has_rmask = rmask.shape[0] > 0
     for b in range(b0, b1):
-        for j in range(u0, u1):
-            v = dh_gate[b, j] * rmask[b, j] if rmask.shape[0] > 0 else dh_gate[b, j]
-            dh[b, j] = v + carry[b, j] if has_mask else v
+        d, g, car = dh[b, u0:u1], dh_gate[b, u0:u1], carry[b, u0:u1]
+        r = rmask[b, u0:u1] if has_rmask else g
+        for j in range(u1 - u0):
+            v = g[j] * r[j] if has_rmask else g[j]
+            d[j] = v + car[j] if has_mask else v
 
 
 @njit(inline="always", **JIT)
@@ -338,14 +369,9 @@ def _lstm_step(t, keep, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates,
     for b in range(b0, b1):
         a = gates[s, b]
         if z.shape[0] > 0:
-            x_b, z_b = xw[t, b], z[b]
-            for q in range(4):
-                for j in range(q * U + u0, q * U + u1):
-                    a[j] = x_b[j] + z_b[j]
+            _add_blocks(a, xw[t, b], z[b], 4, U, u0, u1)
         if bias.shape[0] > 0:
-            for q in range(4):
-                for j in range(q * U + u0, q * U + u1):
-                    a[j] += bias[j]
+            _add_to_blocks(a, bias, 4, U, u0, u1)
         i, f, g, o = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1], a[3 * U + u0:3 * U + u1]
         _activate(i, ract)
         _activate(f, ract)
@@ -369,13 +395,13 @@ def _lstm_step(t, keep, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates,
             c_new[j] = ac[j]
         _activate(ac, act)
         m = ms[t, b]
+        prev_out = outs[t - 1, b, u0:u1] if t > 0 else scratch[1, :nu]   # scratch[1]: zeros
         for j in range(nu):
             h_new = o[j] * ac[j]
             if mode == 0:
                 out[j] = h_new * m + zero      # -0.0 * 0 would print as -0.
             else:
-                prev = outs[t - 1, b, u0 + j] if t > 0 else zero
-                out[j] = h_new if m != zero else prev
+                out[j] = h_new if m != zero else prev_out[j]
             # Select, not blend: the final state is bit-equal to the last valid output.
             h_next[j] = h_new if m != zero else h_prev[j]
             c_next[j] = c_new[j] if m != zero else c_prev[j]
@@ -393,14 +419,12 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xw, bias, R, P, tmp, rm
         pack_into(R, q * U + u0, u1 - u0, P[q])
     no_z = np.empty((0, G), xw.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), xw.dtype)
-    scratch = np.empty((1, U), xw.dtype)
+    scratch = np.zeros((2, U), xw.dtype)      # row 0: c before masking; row 1: zeros
     for t in range(T):
         s, _ = _slots(t, keep)
         if not keep:
             for b in range(b0, b1):
-                for q in range(4):
-                    for j in range(q * U + u0, q * U + u1):
-                        gates[s, b, j] = xw[t, b, j]
+                _copy_blocks(gates[s, b], xw[t, b], 4, U, u0, u1)
         h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
         for q in range(4):
             packed_matmul(h, P[q], gates[s, b0:b1, q * U + u0:q * U + u1], tmp, True)
@@ -415,7 +439,7 @@ def _lstm_forward_blas(keep, xw, bias, R, rmask, ms, mode, act, ract, gates, hs,
     T, B, G = xw.shape
     z = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 4), xw.dtype)
-    scratch = np.empty((1, G // 4), xw.dtype)
+    scratch = np.zeros((2, G // 4), xw.dtype)
     for t in range(T):
         _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, z)
         _lstm_step(t, keep, xw, z, bias, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs,
@@ -456,7 +480,7 @@ def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, 
     else:
         z = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
-        scratch_ = np.empty((1, U), dtype)
+        scratch_ = np.zeros((2, U), dtype)
         for t in range(T):
             h_t = hs[_slots(t, keep)[0]]
             np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=z)
@@ -470,14 +494,16 @@ def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, 
 def _lstm_backward_step(t, b0, b1, u0, u1, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending,
                         carry, scratch):
     """Fill dz[t] for rows b0..b1, units u0..u1 from dh, dc (gradients reaching h_t, c_t); update dc to reach
-    c_{t-1} and set ``carry`` to the part of dh that a padded step passes straight to h_{t-1}."""
+    c_{t-1} and set ``carry`` to the part of dh that a padded step passes straight to h_{t-1}.
+    ``scratch`` (4, 4U). Each loop writes one array: with several, LLVM's overlap checks between
+    them outnumber its limit and the loop stays scalar."""
     T, B, G = dz.shape
     U = G // 4
     nu = u1 - u0
     has_mask = ms.shape[0] > 0
     has_dout = d_outs.shape[0] > 0
     one = dz.dtype.type(1.0)
-    dg, dac, dh_new = scratch[0], scratch[1, :nu], scratch[2, :nu]
+    dg, dac, dh_new, dc_new = scratch[0], scratch[1, :nu], scratch[2, :nu], scratch[3, :nu]
     di, df, dgg, do = dg[:nu], dg[U:U + nu], dg[2 * U:2 * U + nu], dg[3 * U:3 * U + nu]
     for b in range(b0, b1):
         a, d = gates[t, b], dz[t, b]
@@ -490,40 +516,45 @@ def _lstm_backward_step(t, b0, b1, u0, u1, d_outs, gates, cs, act_c, dh, dc, ms,
         _grad_from_output(do, o, ract)
         _grad_from_output(dac, ac, act)
         dh_b, dc_b = dh[b, u0:u1], dc[b, u0:u1]
+        m = ms[t, b] if has_mask else one
+        # dh_new, dc_new: the gradients reaching h_t and c_t through this step (none at a padded one)
+        for j in range(nu):
+            dh_new[j] = dh_b[j] * m if has_mask else dh_b[j]
+        if has_dout:
+            d_o = d_outs[t, b, u0:u1]
+            if not has_mask:
+                for j in range(nu):
+                    dh_new[j] += d_o[j]
+            elif mode == 0:
+                for j in range(nu):
+                    dh_new[j] += d_o[j] * m
+            else:
+                pend = pending[b, u0:u1]
+                for j in range(nu):
+                    dh_new[j] += (pend[j] + d_o[j]) * m
+                for j in range(nu):
+                    pend[j] = (pend[j] + d_o[j]) * (one - m)
+        for j in range(nu):
+            dc_new[j] = dc_b[j] * m if has_mask else dc_b[j]
+        for j in range(nu):
+            dc_new[j] += dh_new[j] * o[j] * dac[j]
+        for j in range(nu):
+            zi[j] = dc_new[j] * g[j] * di[j]
+        for j in range(nu):
+            zf[j] = dc_new[j] * c_prev[j] * df[j]
+        for j in range(nu):
+            zg[j] = dc_new[j] * i[j] * dgg[j]
+        for j in range(nu):
+            zo[j] = dh_new[j] * ac[j] * do[j]
         if has_mask:
-            m = ms[t, b]
-            for j in range(nu):
-                dh_new[j] = dh_b[j] * m
-            if has_dout:
-                d_o = d_outs[t, b, u0:u1]
-                if mode == 0:
-                    for j in range(nu):
-                        dh_new[j] += d_o[j] * m
-                else:
-                    pend = pending[b, u0:u1]
-                    for j in range(nu):
-                        total = pend[j] + d_o[j]
-                        pend[j] = total * (one - m)
-                        dh_new[j] += total * m
             car = carry[b, u0:u1]
             for j in range(nu):
-                dc_new = dc_b[j] * m
-                dc_new = dc_new + dh_new[j] * o[j] * dac[j]
-                zi[j] = dc_new * g[j] * di[j]
-                zf[j] = dc_new * c_prev[j] * df[j]
-                zg[j] = dc_new * i[j] * dgg[j]
-                zo[j] = dh_new[j] * ac[j] * do[j]
                 car[j] = dh_b[j] * (one - m)
-                dc_b[j] = dc_new * f[j] + dc_b[j] * (one - m)
+            for j in range(nu):
+                dc_b[j] = dc_new[j] * f[j] + dc_b[j] * (one - m)
         else:
             for j in range(nu):
-                dhn = dh_b[j] + d_outs[t, b, u0 + j] if has_dout else dh_b[j]
-                dc_new = dc_b[j] + dhn * o[j] * dac[j]
-                zi[j] = dc_new * g[j] * di[j]
-                zf[j] = dc_new * c_prev[j] * df[j]
-                zg[j] = dc_new * i[j] * dgg[j]
-                zo[j] = dhn * ac[j] * do[j]
-                dc_b[j] = dc_new * f[j]
+                dc_b[j] = dc_new[j] * f[j]
 
 
 @njit(**JIT)
@@ -533,7 +564,7 @@ def _lstm_backward_part(sync, k, n, b0, b1, u0, u1, RT, P, tmp, d_outs, gates, c
     parts of dz_t, dh_{t-1} of these units = dz_t @ (their columns of R.T, packed here into ``P``)."""
     T, B, G = dz.shape
     pack_into(RT, u0, u1 - u0, P[0])
-    scratch = np.empty((3, G), dz.dtype)
+    scratch = np.empty((4, G), dz.dtype)
     dl = np.empty((b1 - b0, G), dz.dtype)
     for s in range(T):
         t = T - 1 - s
@@ -552,7 +583,7 @@ def _lstm_backward_blas(d_outs, gates, cs, act_c, RT, dh, dc, ms, rmask, mode, a
     pending = np.zeros((B, U), dz.dtype)
     carry = np.zeros((B, U), dz.dtype)
     dh_gate = np.empty((B, U), dz.dtype)
-    scratch = np.empty((3, G), dz.dtype)
+    scratch = np.empty((4, G), dz.dtype)
     for t in range(T - 1, -1, -1):
         _lstm_backward_step(t, 0, B, 0, U, d_outs, gates, cs, act_c, dh, dc, ms, mode, act, ract, dz, pending,
                             carry, scratch)
@@ -591,7 +622,7 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     else:
         pending, carry = np.zeros((B, U), dtype), np.zeros((B, U), dtype)
         dh_gate = np.empty((B, U), dtype)
-        scratch_ = np.empty((3, G), dtype)
+        scratch_ = np.empty((4, G), dtype)
         product = _BackwardProduct(recurrent_kernel, B, T)
         for t in range(T - 1, -1, -1):
             _lstm_backward_step(t, 0, B, 0, U, d_outs, gates, cs, act_c, dh, dc, ms2, mode, act, ract, dz,
@@ -617,16 +648,10 @@ def _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract
     for b in range(b0, b1):
         a, x_b, r_b = gates[s, b], xw[t, b], rec[b]
         if has_bias:
-            for q in range(3):
-                for j in range(q * U + u0, q * U + u1):
-                    r_b[j] = r_b[j] + b_rec[j]
+            _add_to_blocks(r_b, b_rec, 3, U, u0, u1)
         if b_in.shape[0] > 0:
-            for q in range(3):
-                for j in range(q * U + u0, q * U + u1):
-                    x_b[j] = x_b[j] + b_in[j]
-        for q in range(2):
-            for j in range(q * U + u0, q * U + u1):
-                a[j] = x_b[j] + r_b[j]
+            _add_to_blocks(x_b, b_in, 3, U, u0, u1)
+        _add_blocks(a, x_b, r_b, 2, U, u0, u1)
         z, r, nn = a[u0:u1], a[U + u0:U + u1], a[2 * U + u0:2 * U + u1]
         _activate(z, ract)
         _activate(r, ract)
@@ -756,16 +781,18 @@ def _gru_backward_step(t, b0, b1, u0, u1, d_outs, gates, rh_all, hs, dh, ms, mod
                     total = pend[j] + d_o[j]
                     pend[j] = total * (one - m)
                     dh_new[j] += total * m
+        dxz, dxr, dxn = dx[u0:u1], dx[U + u0:U + u1], dx[2 * U + u0:2 * U + u1]
         for j in range(nu):
-            dn = dh_new[j] * (one - z[j]) * dgn[j]
-            dzp = dh_new[j] * (h_prev[j] - nn[j]) * dgz[j]
-            drp = dn * rh[j] * dgr[j]
-            dx[u0 + j] = dzp
-            dx[U + u0 + j] = drp
-            dx[2 * U + u0 + j] = dn
-            dr[u0 + j] = dzp
-            dr[U + u0 + j] = drp
-            dr[2 * U + u0 + j] = dn * r[j]
+            dxn[j] = dh_new[j] * (one - z[j]) * dgn[j]
+            dxz[j] = dh_new[j] * (h_prev[j] - nn[j]) * dgz[j]
+        for j in range(nu):
+            dxr[j] = dxn[j] * rh[j] * dgr[j]
+        drz, drr, drn = dr[u0:u1], dr[U + u0:U + u1], dr[2 * U + u0:2 * U + u1]
+        for j in range(nu):
+            drz[j] = dxz[j]
+            drr[j] = dxr[j]
+            drn[j] = dxn[j] * r[j]
+        for j in range(nu):
             car[j] = dh_new[j] * z[j] + dh_b[j] * (one - m) if has_mask else dh_new[j] * z[j]
 
 
