@@ -339,3 +339,19 @@ def test_layer_call_is_an_inference_pass():
             np.testing.assert_array_equal(a, b)
     caches = layers[0].forward(x, lengths, inference=True)[1][0]
     assert caches == [None, None]
+
+
+def test_split_loops_run_in_a_forked_child():
+    """The pool's threads do not survive fork(); a child process starts its own instead of waiting."""
+    code = ("import os, numpy as np; from lstmkit import kernels; from lstmkit.kernels import backend; "
+            "kernels.set_num_threads(2); backend.PARALLEL_MIN_WORK = 0; "
+            "x = np.ones((4, 8, 64), np.float32); w = np.full((64, 256), 0.01, np.float32); "
+            "f = lambda: kernels.lstm_forward(x, None, None, None, w, w, None)[0]; ref = f(); "
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if np.array_equal(f(), ref) else 3)\n"
+            "_, status = os.waitpid(pid, 0); print(os.waitstatus_to_exitcode(status))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, "LSTMKIT_BACKEND": "numba"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0"]

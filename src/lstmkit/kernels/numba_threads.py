@@ -25,6 +25,7 @@ the duration), which leaves no spinning thread behind. Where NumPy uses another 
 run as they are.
 """
 import ctypes
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -165,6 +166,15 @@ class _Worker:
 
 _workers = []
 _lock = threading.Lock()
+
+
+def _forget_workers():
+    """In a forked child the workers' threads do not exist: start new ones when needed."""
+    global _workers, _lock
+    _workers, _lock = [], threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_workers)
 
 
 def run_tasks(tasks):
