@@ -111,12 +111,15 @@ PARALLEL_MIN_WORK = 1 << 25
 def matmul(a, b):
     """``a @ b`` (2-D) for the kernels' large products. While the compiled loops may run on several
     threads, never with OpenBLAS's own threads (see :mod:`.numba_threads`: they would spin on the cores
-    the loops need): split across the loops' threads when large, else on one BLAS thread."""
+    the loops need): split across the loops' threads when large (or when ``b`` is too large for one
+    core's cache: with few rows the product streams it, and each thread then streams its share),
+    else on one BLAS thread."""
     n = get_num_threads()
     if n == 1 or get_backend() != "numba":
         return a @ b
     from . import numba_threads as threads
-    if a.shape[0] >= 2 * n and a.shape[0] * a.shape[1] * b.shape[1] >= PARALLEL_MIN_WORK:
+    M, K = a.shape
+    if M * K * b.shape[1] >= PARALLEL_MIN_WORK or (b.nbytes > (1 << 20) and M * K * b.shape[1] >= 1 << 20):
         return threads.matmul(a, b, n)
     with threads.one_blas_thread():
         return a @ b

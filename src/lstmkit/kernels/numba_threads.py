@@ -262,10 +262,16 @@ def one_blas_thread():
 
 
 def matmul(a, b, n):
-    """a @ b (2-D), a's rows split across ``n`` threads, each a one-thread BLAS product."""
+    """a @ b (2-D) across ``n`` threads, each a one-thread BLAS product: a's rows split, or, with
+    fewer than 64 rows a thread, b's columns (then each thread reads only its share of b)."""
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    step = -(-a.shape[0] // n)
+    M, N = out.shape
+    if M >= 64 * n or N < 64 * n:
+        step = -(-M // n)
+        tasks = [partial(np.matmul, a[i:i + step], b, out=out[i:i + step]) for i in range(0, M, step)]
+    else:
+        step = -(-N // n // 16) * 16
+        tasks = [partial(np.matmul, a, b[:, j:j + step], out=out[:, j:j + step]) for j in range(0, N, step)]
     with one_blas_thread():
-        run_tasks([partial(np.matmul, a[i:i + step], b, out=out[i:i + step])
-                   for i in range(0, a.shape[0], step)])
+        run_tasks(tasks)
     return out
