@@ -24,7 +24,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 if "--threads" in sys.argv[:-1]:   # BLAS and OpenMP pools read these when first loaded
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LSTMKIT_NUM_THREADS"):
         os.environ[_var] = sys.argv[sys.argv.index("--threads") + 1]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
