@@ -108,18 +108,17 @@ def get_num_threads():
 PARALLEL_MIN_WORK = 1 << 25
 
 
-def matmul(a, b):
-    """``a @ b`` (2-D) for the kernels' large products. While the compiled loops may run on several
-    threads, never with OpenBLAS's own threads (see :mod:`.numba_threads`: they would spin on the cores
-    the loops need): split across the loops' threads when large (or when ``b`` is too large for one
-    core's cache: with few rows the product streams it, and each thread then streams its share),
-    else on one BLAS thread."""
-    n = get_num_threads()
-    if n == 1 or get_backend() != "numba":
+def matmul(a, b, threaded):
+    """``a @ b`` (2-D) for the products of a recurrent kernel call whose time loop runs on several
+    threads (``threaded``; else plain NumPy): never with OpenBLAS's own threads (see
+    :mod:`.numba_threads`: they would spin on the cores the loop needs), but split across the loop's
+    threads when large (or when ``b`` is too large for one core's cache: with few rows the product
+    streams it, and each thread then streams its share), else on one BLAS thread."""
+    if not threaded:
         return a @ b
     from . import numba_threads as threads
-    M, K = a.shape
-    if M * K * b.shape[1] >= PARALLEL_MIN_WORK or (b.nbytes > (1 << 20) and M * K * b.shape[1] >= 1 << 20):
-        return threads.matmul(a, b, n)
+    work = a.shape[0] * a.shape[1] * b.shape[1]
+    if work >= PARALLEL_MIN_WORK or (b.nbytes > 2 << 20 and work >= PARALLEL_MIN_WORK // 4):
+        return threads.matmul(a, b, get_num_threads())
     with threads.one_blas_thread():
         return a @ b

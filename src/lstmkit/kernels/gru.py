@@ -46,8 +46,9 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     b_in = b_rec = None
     if bias is not None:
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 3 * U)
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
+    threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded).reshape(T, B, 3 * U)
     if b_in is not None and loops is None:
         xw += b_in          # the compiled loops add it in their step (one pass over xw less)
 
@@ -115,6 +116,7 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     dxw = np.empty((T, B, 3 * U), dtype)     # gradient of the input projections
     drec = np.empty((T, B, 3 * U), dtype)    # gradient of the recurrent products' outputs
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
+    threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype, backward=True)
     if loops is not None:
         dh = loops.gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mode, activation,
                                 recurrent_activation, dxw, drec)
@@ -157,7 +159,7 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     h_in2 = h_in.reshape(T * B, U)
     if reset_after:
-        d_rk = backend.matmul(h_in2.T, drec2)
+        d_rk = backend.matmul(h_in2.T, drec2, threaded)
     else:
         d_rk = np.concatenate([h_in2.T @ drec2[:, :2 * U],
                                rh_all.reshape(T * B, U).T @ drec2[:, 2 * U:]], axis=1)
@@ -165,9 +167,10 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     if has_bias:
         d_bias = np.stack([dxw2.sum(0), drec2.sum(0)]) if reset_after else dxw2.sum(0)
     return {
-        "x": to_batch_major(backend.matmul(dxw2, kernel.T).reshape(T, B, kernel.shape[0]), reverse),
+        "x": to_batch_major(backend.matmul(dxw2, kernel.T, threaded).reshape(T, B, kernel.shape[0]),
+                            reverse),
         "h0": dh,
-        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dxw2),
+        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dxw2, threaded),
         "recurrent_kernel": d_rk,
         "bias": d_bias,
     }

@@ -47,9 +47,10 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     xs, ms = to_processing_order(x, mask, reverse, dtype)
 
     # Input projections of every step in one matrix product.
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 4 * U)
     loops = None if projection is not None else backend.compiled_loops(dtype, activation,
                                                                         recurrent_activation)
+    threaded = loops is not None and loops.threaded(B, T, U, 4 * U, dtype)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded).reshape(T, B, 4 * U)
     if bias is not None and loops is None:
         xw += bias          # the compiled loops add it in their step (one pass over xw less)
 
@@ -127,6 +128,7 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
     dh_steps = None if projection is None else np.empty((T, B, P), dtype)   # for d_projection
     loops = None if projection is not None else backend.compiled_loops(dtype, activation,
                                                                         recurrent_activation)
+    threaded = loops is not None and loops.threaded(B, T, U, 4 * U, dtype, backward=True)
     if loops is not None:
         dh, dc = loops.lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode,
                                      activation, recurrent_activation, dz)
@@ -161,11 +163,12 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
     dz2 = dz.reshape(T * B, 4 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     grads = {
-        "x": to_batch_major(backend.matmul(dz2, kernel.T).reshape(T, B, kernel.shape[0]), reverse),
+        "x": to_batch_major(backend.matmul(dz2, kernel.T, threaded).reshape(T, B, kernel.shape[0]),
+                            reverse),
         "h0": dh,
         "c0": dc,
-        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dz2),
-        "recurrent_kernel": backend.matmul(h_in.reshape(T * B, P).T, dz2),
+        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dz2, threaded),
+        "recurrent_kernel": backend.matmul(h_in.reshape(T * B, P).T, dz2, threaded),
         "bias": dz2.sum(axis=0) if has_bias else None,
     }
     if projection is not None:

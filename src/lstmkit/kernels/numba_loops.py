@@ -163,9 +163,10 @@ def _matmul(a, w, out):
 #
 # * parts: the whole loop compiled, the recurrent matrix packed once per call into column panels
 #   and multiplied by ``numba_matmul.packed_matmul`` (BLAS re-packs it at every step, which at B = 8
-#   and U = 512 costs more than the product). With several threads each packs and multiplies the
-#   columns of its own range of units (``numba_threads``): its share of the matrix stays in its
-#   core's cache. Used from PACKED_MIN_STEPS steps (packing is repaid after a few) on CPUs with
+#   and U = 512 costs more than the product). Several threads (``numba_threads``) split the loop
+#   by rows of the batch (``_split``: independent, no waiting) or by units, each thread packing and
+#   multiplying the columns of its units, its share of the matrix then staying in its core's
+#   cache. Used from PACKED_MIN_STEPS steps (packing is repaid after a few) on CPUs with
 #   AVX-512 (with half the vector width BLAS keeps the product); on one thread from a batch of 2
 #   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
 #   PACKED_MAX_BATCH rows; on several threads at every batch size once a call has
@@ -220,6 +221,12 @@ def _parts(B, T, U, G, dtype, backward=False):
     if (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH) <= B <= PACKED_MAX_BATCH:
         return 1, [(0, B, 0, U)]
     return None
+
+
+def threaded(B, T, U, G, dtype, backward=False):
+    """Whether a loop of this shape runs on several threads (its products then avoid OpenBLAS's)."""
+    plan = _parts(B, T, U, G, dtype, backward)
+    return plan is not None and len(plan[1]) > 1
 
 
 def _whole_loop(B, U, G):
@@ -463,11 +470,12 @@ def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, 
     rm = _absent_or(rmask, dtype, (B, U))
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
-    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    R = recurrent_kernel     # made contiguous where compiled code reads it (not per decoder step)
     bias = _absent(dtype, 1) if bias is None else np.ascontiguousarray(bias, dtype)
     plan = _parts(B, T, U, G, dtype)
     if plan is not None:
         waiting, ranges = plan
+        R = np.ascontiguousarray(R, dtype)
         if keep and gates is not xw:
             np.copyto(gates, xw)
         numba_threads.run([
@@ -476,17 +484,17 @@ def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, 
                     hs=hs, cs=cs, act_c=act_c, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _lstm_forward_blas(keep, xw, bias, R, rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
+        _lstm_forward_blas(keep, xw, bias, np.ascontiguousarray(R, dtype), rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
     else:
         z = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         scratch_ = np.zeros((2, U), dtype)
         for t in range(T):
-            h_t = hs[_slots(t, keep)[0]]
+            h_t = hs[t if keep else t & 1]
             np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=z)
             _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
                        scratch_)
-    last = _slots(T - 1, keep)[1] if T else 0
+    last = T if keep else T & 1      # the slot of the state leaving the last step
     return hs[last].copy(), cs[last].copy()
 
 
@@ -724,10 +732,11 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
     b_rec = _absent(dtype, 1) if b_rec is None else np.ascontiguousarray(b_rec, dtype)
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
-    R = np.ascontiguousarray(recurrent_kernel, dtype)
+    R = recurrent_kernel     # made contiguous where compiled code reads it (not per decoder step)
     plan = _parts(B, T, U, G, dtype)
     if plan is not None:
         waiting, ranges = plan
+        R = np.ascontiguousarray(R, dtype)
         rec = np.empty((B, G), dtype)
         numba_threads.run([
             partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, R=R, P=_panels(U, u0, u1, 3, dtype),
@@ -735,15 +744,15 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
                     xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _gru_forward_blas(keep, xw, R, b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_forward_blas(keep, xw, np.ascontiguousarray(R, dtype), b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         for t in range(T):
-            h_t = hs[_slots(t, keep)[0]]
+            h_t = hs[t if keep else t & 1]
             np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=rec)
             _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
-    return hs[_slots(T - 1, keep)[1] if T else 0].copy()
+    return hs[T if keep else T & 1].copy()
 
 
 @njit(**JIT)
