@@ -108,17 +108,32 @@ def get_num_threads():
 PARALLEL_MIN_WORK = 1 << 25
 
 
-def matmul(a, b, threaded):
-    """``a @ b`` (2-D) for the products of a recurrent kernel call whose time loop runs on several
-    threads (``threaded``; else plain NumPy): never with OpenBLAS's own threads (see
-    :mod:`.numba_threads`: they would spin on the cores the loop needs), but split across the loop's
-    threads when large (or when ``b`` is too large for one core's cache: with few rows the product
-    streams it, and each thread then streams its share), else on one BLAS thread."""
+def matmuls(pairs, threaded):
+    """``[a @ b for a, b in pairs]`` (2-D) for the products of a recurrent kernel call whose time
+    loop runs on several threads (``threaded``; else plain NumPy): never with OpenBLAS's own threads
+    (see :mod:`.numba_threads`: they would spin on the cores the loop needs), but split across the
+    loop's threads when large (or when ``b`` is too large for one core's cache: with few rows the
+    product streams it, and each thread then streams its share), else on one BLAS thread."""
     if not threaded:
-        return a @ b
+        return [a @ b for a, b in pairs]
     from . import numba_threads as threads
-    work = a.shape[0] * a.shape[1] * b.shape[1]
-    if work >= PARALLEL_MIN_WORK or (b.nbytes > 2 << 20 and work >= PARALLEL_MIN_WORK // 4):
-        return threads.matmul(a, b, get_num_threads())
+
+    def split(a, b):
+        work = a.shape[0] * a.shape[1] * b.shape[1]
+        return work >= PARALLEL_MIN_WORK or (b.nbytes > 2 << 20 and work >= PARALLEL_MIN_WORK // 4)
+
+    out = [None] * len(pairs)
+    large = [k for k, (a, b) in enumerate(pairs) if split(a, b)]
+    if large:
+        for k, product in zip(large, threads.matmuls([pairs[k] for k in large], get_num_threads())):
+            out[k] = product
     with threads.one_blas_thread():
-        return a @ b
+        for k, (a, b) in enumerate(pairs):
+            if out[k] is None:
+                out[k] = a @ b
+    return out
+
+
+def matmul(a, b, threaded):
+    """``a @ b``, as :func:`matmuls`."""
+    return matmuls([(a, b)], threaded)[0]

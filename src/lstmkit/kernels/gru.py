@@ -158,19 +158,17 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     drec2 = drec.reshape(T * B, 3 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     h_in2 = h_in.reshape(T * B, U)
-    if reset_after:
-        d_rk = backend.matmul(h_in2.T, drec2, threaded)
-    else:
-        d_rk = np.concatenate([h_in2.T @ drec2[:, :2 * U],
-                               rh_all.reshape(T * B, U).T @ drec2[:, 2 * U:]], axis=1)
+    d_x, d_kernel, d_rk = backend.matmuls([(dxw2, kernel.T), (xs.reshape(T * B, xs.shape[2]).T, dxw2),
+                                           (h_in2.T, drec2)], threaded)
+    if not reset_after:     # the candidate's recurrent product takes r * h, not h
+        d_rk[:, 2 * U:] = rh_all.reshape(T * B, U).T @ drec2[:, 2 * U:]
     d_bias = None
     if has_bias:
         d_bias = np.stack([dxw2.sum(0), drec2.sum(0)]) if reset_after else dxw2.sum(0)
     return {
-        "x": to_batch_major(backend.matmul(dxw2, kernel.T, threaded).reshape(T, B, kernel.shape[0]),
-                            reverse),
+        "x": to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
-        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dxw2, threaded),
+        "kernel": d_kernel,
         "recurrent_kernel": d_rk,
         "bias": d_bias,
     }

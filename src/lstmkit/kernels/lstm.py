@@ -162,13 +162,14 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
                 dc = dc_new * f + dc * (1 - m)
     dz2 = dz.reshape(T * B, 4 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
+    d_x, d_kernel, d_rk = backend.matmuls([(dz2, kernel.T), (xs.reshape(T * B, xs.shape[2]).T, dz2),
+                                           (h_in.reshape(T * B, P).T, dz2)], threaded)
     grads = {
-        "x": to_batch_major(backend.matmul(dz2, kernel.T, threaded).reshape(T, B, kernel.shape[0]),
-                            reverse),
+        "x": to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
         "c0": dc,
-        "kernel": backend.matmul(xs.reshape(T * B, xs.shape[2]).T, dz2, threaded),
-        "recurrent_kernel": backend.matmul(h_in.reshape(T * B, P).T, dz2, threaded),
+        "kernel": d_kernel,
+        "recurrent_kernel": d_rk,
         "bias": dz2.sum(axis=0) if has_bias else None,
     }
     if projection is not None:

@@ -261,17 +261,34 @@ def one_blas_thread():
         set_(before)
 
 
-def matmul(a, b, n):
-    """a @ b (2-D) across ``n`` threads, each a one-thread BLAS product: a's rows split, or, with
-    fewer than 64 rows a thread, b's columns (then each thread reads only its share of b)."""
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+def _product_tasks(a, b, out, n):
+    """The products (one BLAS thread each) that compute out = a @ b on ``n`` threads: a's rows split,
+    or, with fewer than 64 rows a thread, b's columns (then each thread reads only its share of b)."""
     M, N = out.shape
     if M >= 64 * n or N < 64 * n:
         step = -(-M // n)
-        tasks = [partial(np.matmul, a[i:i + step], b, out=out[i:i + step]) for i in range(0, M, step)]
-    else:
-        step = -(-N // n // 16) * 16
-        tasks = [partial(np.matmul, a, b[:, j:j + step], out=out[:, j:j + step]) for j in range(0, N, step)]
+        return [partial(np.matmul, a[i:i + step], b, out=out[i:i + step]) for i in range(0, M, step)]
+    step = -(-N // n // 16) * 16
+    return [partial(np.matmul, a, b[:, j:j + step], out=out[:, j:j + step]) for j in range(0, N, step)]
+
+
+def matmuls(pairs, n):
+    """[a @ b for (a, b) in pairs] (2-D) on ``n`` threads, with one start of them for all."""
+    outs = [np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) for a, b in pairs]
+    shares = [[] for _ in range(n)]
+    for (a, b), out in zip(pairs, outs):
+        for k, task in enumerate(_product_tasks(a, b, out, n)):
+            shares[k].append(task)
+
+    def run_share(share):
+        for task in share:
+            task()
+
     with one_blas_thread():
-        run_tasks(tasks)
-    return out
+        run_tasks([partial(run_share, share) for share in shares if share])
+    return outs
+
+
+def matmul(a, b, n):
+    """a @ b (2-D) on ``n`` threads (``matmuls``)."""
+    return matmuls([(a, b)], n)[0]
