@@ -54,17 +54,20 @@ def assert_same(ref, got, dtype):
 
 
 @pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed", "threads_units",
-                        "threads_units_3", "threads_batch"])
+                        "threads_units_3", "threads_batch", "threads_units_unfolded"])
 def loop_kind(request, monkeypatch):
     """The compiled path runs the whole loop compiled (small shapes, BLAS inside; or, from a batch
     size on, with the recurrent matrix packed once, on one thread or split across threads by units
     or by rows) or steps from Python (large), computing the backward's recurrent product as d @ W.T
-    or as (W @ d.T).T."""
+    or as (W @ d.T).T. The LSTM's split loops compute the input projections step by step when the
+    weights are small (always here), or before the loop ("packed" and "unfolded")."""
     packed = request.param == "packed" or request.param.startswith("threads")
     monkeypatch.setattr(numba_loops, "PACKED", packed)
     for name in ("PACKED_MIN_BATCH", "PACKED_MIN_BATCH_BACKWARD", "PACKED_MIN_STEPS"):
         monkeypatch.setattr(numba_loops, name, 1 if packed else 1 << 30)
     monkeypatch.setattr(numba_loops, "PACKED_MAX_BATCH", 1 << 30)
+    monkeypatch.setattr(numba_loops, "FOLD_BYTES", -1 if request.param in ("packed", "threads_units_unfolded")
+                        else numba_loops.FOLD_BYTES)
     threads = 3 if request.param.endswith("_3") else 2 if request.param.startswith("threads") else 1
     previous = backend.set_num_threads(threads)
     request.addfinalizer(lambda: backend.set_num_threads(previous))
@@ -200,13 +203,14 @@ def test_a_failing_thread_releases_the_others():
 
     def waiting(sync):
         f32 = np.float32
-        xw = np.zeros((3, 1, 16), f32)
+        gates = np.zeros((3, 1, 16), f32)
         none = np.zeros((0, 0), f32)
+        w = np.zeros((4, 16), f32)
+        panels = numba_loops._panels(4, 0, 4, 4, f32)
         numba_loops._lstm_forward_part(
-            sync, 0, 2, 0, 1, 0, 4, True, xw, np.zeros(0, f32), np.zeros((4, 16), f32),
-            numba_loops._panels(4, 0, 4, 4, f32), numba_matmul.scratch(f32), none, none, 0, 0, 1, xw,
-            np.zeros((4, 1, 4), f32), np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32),
-            np.zeros((3, 1, 4), f32))
+            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, panels.copy(), np.zeros(0, f32), w,
+            panels, numba_matmul.scratch(f32), none, none, 0, 0, 1, gates, np.zeros((4, 1, 4), f32),
+            np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32), np.zeros((3, 1, 4), f32))
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
         numba_threads.run([waiting, failing])

@@ -46,26 +46,23 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     P = U if projection is None else projection.shape[1]    # width of h and of the outputs
     xs, ms = to_processing_order(x, mask, reverse, dtype)
 
-    # Input projections of every step in one matrix product.
     loops = None if projection is not None else backend.compiled_loops(dtype, activation,
                                                                         recurrent_activation)
-    threaded = loops is not None and loops.threaded(B, T, U, 4 * U, dtype)
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded).reshape(T, B, 4 * U)
-    if bias is not None and loops is None:
-        xw += bias          # the compiled loops add it in their step (one pass over xw less)
-
     h = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
     c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
     rmask = recurrent_dropout_mask
     if loops is not None:
         outs = np.empty((T, B, P), dtype)
         keep = not inference
-        gates = xw if keep else None   # activated in place: one (T, B, 4U) buffer instead of two
         act_c = np.empty((T, B, U), dtype) if keep else None
         hs, cs = (loops.state_buffers(T, B, U, dtype, keep) for _ in range(2))
-        h, c = loops.lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, masked_output_mode, activation,
-                                  recurrent_activation, gates, hs, cs, act_c, outs)
+        h, c, gates = loops.lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, masked_output_mode,
+                                         activation, recurrent_activation, keep, hs, cs, act_c, outs)
     else:
+        # Input projections of every step in one matrix product.
+        xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 4 * U)
+        if bias is not None:
+            xw += bias
         outs = np.zeros((T, B, P), dtype)
         gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
         hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last

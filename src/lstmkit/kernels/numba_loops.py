@@ -182,6 +182,7 @@ PACKED_MIN_BATCH_BACKWARD = 1
 PACKED_MAX_BATCH = 32
 PACKED_MIN_STEPS = 4
 SPLIT = "auto"
+FOLD_BYTES = 1 << 20
 SPLIT_MATRIX_BYTES = 1 << 20
 SPLIT_MIN_ROWS = 32
 SMALL = 1 << 20
@@ -415,27 +416,36 @@ def _lstm_step(t, keep, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates,
 
 
 @njit(**JIT)
-def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xw, bias, R, P, tmp, rmask, ms, mode, act, ract,
-                       gates, hs, cs, act_c, outs):
+def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P, tmp, rmask, ms, mode, act,
+                       ract, gates, hs, cs, act_c, outs):
     """Thread k: rows b0..b1, units u0..u1 of every step; n threads wait for each other after each
-    step (1: no waiting). The packed product with R's columns of these units (packed here into
-    ``P``) is added into the step's gates: ``xw`` itself (``keep``), else a copy of xw[t]."""
-    T, B, G = xw.shape
+    step (1: no waiting). The step's gates (every step's kept when ``keep``, else two slots) are
+    x_t @ W + h_{t-1} @ R, R's columns of these units packed here into ``P``. With a ``W`` (nonzero
+    size) ``xin`` is the input xs (T, B, I) and the thread computes x_t @ W step by step, W's columns
+    packed into ``Pw``; else ``xin`` is the input projections xw (T, B, 4U), ``gates`` itself when kept."""
+    T = xin.shape[0]
+    G = gates.shape[2]
     U = G // 4
+    fold = W.shape[0] > 0
     for q in range(4):
+        if fold:
+            pack_into(W, q * U + u0, u1 - u0, Pw[q])
         pack_into(R, q * U + u0, u1 - u0, P[q])
-    no_z = np.empty((0, G), xw.dtype)
-    hr = np.empty((b1 - b0, hs.shape[2]), xw.dtype)
-    scratch = np.zeros((2, U), xw.dtype)      # row 0: c before masking; row 1: zeros
+    no_z = np.empty((0, G), gates.dtype)
+    hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
+    scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
     for t in range(T):
         s, _ = _slots(t, keep)
-        if not keep:
-            for b in range(b0, b1):
-                _copy_blocks(gates[s, b], xw[t, b], 4, U, u0, u1)
         h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
+        if not fold and not keep:
+            for b in range(b0, b1):
+                _copy_blocks(gates[s, b], xin[t, b], 4, U, u0, u1)
         for q in range(4):
-            packed_matmul(h, P[q], gates[s, b0:b1, q * U + u0:q * U + u1], tmp, True)
-        _lstm_step(t, keep, xw, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs,
+            out = gates[s, b0:b1, q * U + u0:q * U + u1]
+            if fold:
+                packed_matmul(xin[t, b0:b1], Pw[q], out, tmp, False)
+            packed_matmul(h, P[q], out, tmp, True)
+        _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs,
                    scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
@@ -453,49 +463,60 @@ def _lstm_forward_blas(keep, xw, bias, R, rmask, ms, mode, act, ract, gates, hs,
                    scratch)
 
 
-def lstm_forward(xw, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
-                 gates, hs, cs, act_c, outs):
-    """Fill ``gates, hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does, from xw = the
-    input projections without the bias; return h, c. With ``gates`` None (inference) only ``outs``
-    is filled, and ``hs, cs, act_c`` may be two-slot buffers (``state_buffers``)."""
-    dtype = xw.dtype
-    T, B, G = xw.shape
+def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, activation, recurrent_activation,
+                 keep, hs, cs, act_c, outs):
+    """Fill ``hs, cs, act_c, outs`` as the NumPy loop of ``lstm_forward`` does, from the time-major
+    input ``xs`` (T, B, I); return h, c and the activated gates (T, B, 4U). With ``keep`` False
+    (inference) only ``outs`` is filled, the gates returned are None and ``hs, cs`` may be two-slot
+    buffers (``state_buffers``)."""
+    dtype = kernel.dtype
+    T, B, _ = xs.shape
+    G = kernel.shape[1]
     U = G // 4
-    keep = gates is not None
-    if not keep:
-        gates = np.empty((2, B, G), dtype)
-        act_c = np.empty((2, B, U), dtype)
     hs[0], cs[0] = h, c
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, (B, U))
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
-    R = recurrent_kernel     # made contiguous where compiled code reads it (not per decoder step)
     bias = _absent(dtype, 1) if bias is None else np.ascontiguousarray(bias, dtype)
+    if act_c is None:
+        act_c = np.empty((2, B, U), dtype)
     plan = _parts(B, T, U, G, dtype)
+    # Small weights: the split loop computes the input projections step by step (they stay in cache;
+    # no product before the loop). Large ones: one product before it, which reads them once.
+    fold = plan is not None and (kernel.size + recurrent_kernel.size) * np.dtype(dtype).itemsize <= FOLD_BYTES
+    if fold:
+        xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
+        gates = np.empty((T if keep else 2, B, G), dtype)
+    else:
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, plan is not None and len(plan[1]) > 1)
+        xin, W = xw.reshape(T, B, G), _absent(dtype, 2)
+        gates = xin if keep else np.empty((2, B, G), dtype)    # activated in place when kept
     if plan is not None:
         waiting, ranges = plan
-        R = np.ascontiguousarray(R, dtype)
-        if keep and gates is not xw:
-            np.copyto(gates, xw)
+        R = np.ascontiguousarray(recurrent_kernel, dtype)
         numba_threads.run([
-            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xw=xw, bias=bias, R=R, P=_panels(U, u0, u1, 4, dtype),
-                    tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates,
-                    hs=hs, cs=cs, act_c=act_c, outs=outs)
+            partial(_lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xin=xin, W=W,
+                    Pw=_panels(W.shape[0], u0, u1, 4 if fold else 0, dtype), bias=bias, R=R,
+                    P=_panels(U, u0, u1, 4, dtype), tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act,
+                    ract=ract, gates=gates, hs=hs, cs=cs, act_c=act_c, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
-    elif _whole_loop(B, U, G):
-        _lstm_forward_blas(keep, xw, bias, np.ascontiguousarray(R, dtype), rm, ms2, mode, act, ract, gates, hs, cs, act_c, outs)
     else:
-        z = np.empty((B, G), dtype)
-        hr = np.empty((B, U), dtype)
-        scratch_ = np.zeros((2, U), dtype)
-        for t in range(T):
-            h_t = hs[t if keep else t & 1]
-            np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=z)
-            _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
-                       scratch_)
+        xw = xin
+        if _whole_loop(B, U, G):
+            _lstm_forward_blas(keep, xw, bias, np.ascontiguousarray(recurrent_kernel, dtype), rm, ms2, mode,
+                               act, ract, gates, hs, cs, act_c, outs)
+        else:
+            z = np.empty((B, G), dtype)
+            hr = np.empty((B, U), dtype)
+            scratch_ = np.zeros((2, U), dtype)
+            for t in range(T):
+                h_t = hs[t if keep else t & 1]
+                np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), recurrent_kernel, out=z)
+                _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
+                           scratch_)
     last = T if keep else T & 1      # the slot of the state leaving the last step
-    return hs[last].copy(), cs[last].copy()
+    return hs[last].copy(), cs[last].copy(), gates if keep else None
 
 
 @njit(**JIT)
