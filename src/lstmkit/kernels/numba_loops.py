@@ -171,7 +171,9 @@ def _matmul(a, w, out):
 #   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
 #   PACKED_MAX_BATCH rows; on several threads at every batch size once a call has
 #   backend.PARALLEL_MIN_WORK multiply-adds (below, starting the threads costs more than they
-#   save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES.
+#   save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES. The LSTM's input projections
+#   are computed in the same loop, step by step, when both matrices together fit FOLD_BYTES (they
+#   stay in cache), else by one product before it (which reads the input matrix once).
 # * whole loop, BLAS inside: small shapes (B·U·G <= SMALL), where the per-step Python overhead
 #   would dominate.
 # * stepwise: larger shapes step from Python, NumPy's own BLAS doing the product, the compiled code
