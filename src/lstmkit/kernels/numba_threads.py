@@ -26,7 +26,9 @@ run as they are.
 """
 import ctypes
 import os
+import platform
 import re
+import sys
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -60,19 +62,27 @@ def _store_release(typingctx, arr, idx, value):
     return types.void(arr, idx, value), codegen
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
 @intrinsic
 def _pause(typingctx):
+    """The CPU's spin-wait hint (x86 ``pause``; nothing elsewhere)."""
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse2.pause")
-        builder.call(fn, [])
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
         return context.get_dummy_value()
     return types.void(), codegen
 
 
 @intrinsic
 def _sched_yield(typingctx):
+    """Give the core to another thread (POSIX ``sched_yield``; nothing on Windows)."""
     def codegen(context, builder, signature, args):
+        if sys.platform == "win32":
+            return ir.Constant(ir.IntType(32), 0)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
                                             "sched_yield")
         return builder.call(fn, [])
@@ -174,7 +184,8 @@ def _forget_workers():
     _workers, _lock = [], threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_workers)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def run_tasks(tasks):
