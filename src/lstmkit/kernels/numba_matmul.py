@@ -56,14 +56,8 @@ def panel_width(dtype):
 
 def pack(w):
     """Pack ``w`` (K, N) into column panels (ceil(N / NR), K, NR), the last one zero-padded."""
-    K, N = w.shape
-    nr = panel_width(w.dtype)
-    full = N // nr
-    P = np.empty((panels(N, w.dtype), K, nr), w.dtype)
-    P[:full] = w[:, :full * nr].reshape(K, full, nr).transpose(1, 0, 2)   # one pass over w
-    if full < P.shape[0]:
-        P[full] = 0
-        P[full, :, :N - full * nr] = w[:, full * nr:]
+    P = np.empty((panels(w.shape[1], w.dtype), w.shape[0], panel_width(w.dtype)), w.dtype)
+    pack_into(w, 0, w.shape[1], P)
     return P
 
 
@@ -90,7 +84,7 @@ def pack_into(w, j0, N, P):
 
 
 def panels(N, dtype):
-    """The shape's first dimension of the packing of N columns."""
+    """How many panels N columns pack into."""
     return -(-N // panel_width(dtype))
 
 
