@@ -1,28 +1,28 @@
 """Running the compiled kernels on several cores: a barrier a step, a pool of threads, products.
 
-**Time loops.**
-A recurrent layer's steps are sequential, but within a step the hidden units are independent once
-the previous state is known. Each thread therefore owns a contiguous range of units, for every gate,
-and with it the matching columns of the recurrent matrix, packed once and kept in that core's cache
-for the whole call. After each step a thread publishes how many steps it has finished, and before
-the next it waits until every thread has finished as many (one barrier a step, about 0.2 us on two
-cores): the forward's product needs the whole previous state, the backward's the whole gate
-gradient of the step.
+**Time loops.** A recurrent layer's steps are sequential, but the rows of a batch are independent,
+and so, within a step, are the hidden units once the previous state is known. A loop is split by
+rows (each thread runs its rows alone) or, when the recurrent matrix is too large for one core's
+cache, by units: each thread then owns a contiguous range of units, for every gate, and with it the
+matching columns of the matrix, packed once and kept in its core's cache for the whole call. After
+each step a thread publishes how many steps it has finished, and before the next it waits until
+every thread has finished as many (one barrier a step, about 0.2 us on two cores): the forward's
+product needs the whole previous state, the backward's the whole gate gradient of the step.
 
 Threads wait by spinning (with the CPU's pause instruction), and yield the core after a while so
 that an oversubscribed machine still makes progress.
 
 **The pool.** The threads are Python threads running ``nogil`` compiled code. Waking a sleeping
-thread takes 50-100 us here, as long as a small loop, so a worker that has finished spins for about
-a millisecond (compiled, without the GIL) before it sleeps: back-to-back calls, and the forward's
-products, loop and backward of one training step, find it awake.
+thread takes 50-360 us here, as long as a small loop, so a worker that has finished spins for about
+0.2 ms (compiled, without the GIL) before it sleeps: back-to-back calls, and the products and loop
+of one call, find it awake.
 
 **Products.** NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s after each
 multi-threaded product. A time loop split across the cores in that window shares a core with a
-spinning thread and runs slower than on one core. So the kernels' large products run here instead
-(``matmul``): the rows split across this pool, each a one-thread BLAS product (OpenBLAS told so for
-the duration), which leaves no spinning thread behind. Where NumPy uses another BLAS, the products
-run as they are.
+spinning thread and runs slower than on one core. So the products of a call whose loop is split
+run here instead (``matmuls``): rows (or, with few rows, columns) split across this pool, each a
+one-thread BLAS product (OpenBLAS told so for the duration), which leaves no spinning thread
+behind. Where NumPy uses another BLAS, the products run as they are.
 """
 import ctypes
 import os
@@ -41,8 +41,8 @@ from numba.extending import intrinsic
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 _STRIDE = 16          # one 128-byte slot a thread: no two threads' counters share a cache line
-_SPINS = 1 << 14      # pause instructions before yielding the core (~ tens of microseconds)
-_IDLE_SPINS = 1 << 14 # pause instructions a finished worker (or a waiting caller) spins (~ 1 ms)
+_SPINS = 1 << 14       # pause instructions before yielding the core (about 0.2 ms here)
+_IDLE_SPINS = 1 << 14  # pause instructions a finished worker (or a waiting caller) spins (0.2 ms)
 
 
 @intrinsic
