@@ -406,3 +406,12 @@ def test_eager_calls_carry_the_mask_like_keras(keras3):
     assert getattr(h, "_keras_mask", None) is None and getattr(seq * 2, "_keras_mask", None) is None
     assert not np.allclose(o_lstm(np.asarray(y_o))[0], seq)        # without the mask: different
     assert repr(seq).startswith("array(")
+
+
+@pytest.mark.parametrize("name", ["lstm_x", "forward_lstm_x", "backward_lstm_x"])
+def test_bidirectional_sublayer_names_match_keras(keras3, name):
+    """A prefix already in the wrapped layer's name is not doubled, as in Keras (a Bidirectional
+    loaded from a file wraps a layer named forward_...)."""
+    k = keras3.layers.Bidirectional(keras3.layers.LSTM(3, name=name))
+    o = L.Bidirectional(L.LSTM(3, name=name))
+    assert (o.forward_layer.name, o.backward_layer.name) == (k.forward_layer.name, k.backward_layer.name)

@@ -643,9 +643,10 @@ class Bidirectional(KerasLayer):
                              "is built (after its first call)")
         kwargs.setdefault("dtype", layer.dtype.name)
         super().__init__(**kwargs)
-        self.forward_layer = layer._clone(name=f"forward_{layer.name}")
+        # Keras's names: a prefix already there is not doubled (a loaded forward_lstm stays so)
+        self.forward_layer = layer._clone(name=f"forward_{layer.name.removeprefix('forward_')}")
         if backward_layer is None:
-            self.backward_layer = layer._clone(name=f"backward_{layer.name}",
+            self.backward_layer = layer._clone(name=f"backward_{layer.name.removeprefix('backward_')}",
                                                go_backwards=not layer.go_backwards)
         else:
             if not isinstance(backward_layer, RNN) or backward_layer.go_backwards == layer.go_backwards:
