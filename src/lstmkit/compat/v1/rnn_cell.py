@@ -438,7 +438,7 @@ class LSTMCell(_LayerCell):
         return specs
 
     def _has_fast_path(self):
-        return not (self._use_peepholes or self._cell_clip is not None or self._num_proj is not None)
+        return not (self._use_peepholes or self._cell_clip is not None or self._proj_clip is not None)
 
     # -- state ----------------------------------------------------------------------------------
     def _parse_state(self, state, batch, dtype, argument):
@@ -495,7 +495,8 @@ class LSTMCell(_LayerCell):
         w = self._canonical()
         c0, h0 = self._split(state)
         outs, h, c, _ = lstm_forward(x, mask, h0, c0, w["kernel"], w["recurrent_kernel"], w["bias"],
-                                     masked_output_mode="zero", activation=self._activation)
+                                     masked_output_mode="zero", activation=self._activation,
+                                     projection=w.get("projection"), inference=True)
         return outs, self._join(c, h)
 
 
