@@ -362,3 +362,14 @@ def test_split_loops_run_in_a_forked_child():
                          env={**__import__("os").environ, "LSTMKIT_BACKEND": "numba"})
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0"]
+
+
+def test_single_threaded_blas_sets_and_restores_every_openblas():
+    from lstmkit.kernels import blas
+    libs = blas.openblas()
+    if not libs:
+        pytest.skip("NumPy uses no OpenBLAS here")
+    before = [get() for get, _ in libs]
+    with blas.single_threaded():
+        assert [get() for get, _ in libs] == [1] * len(libs)
+    assert [get() for get, _ in libs] == before

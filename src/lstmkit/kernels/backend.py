@@ -111,12 +111,13 @@ PARALLEL_MIN_WORK = 1 << 25
 def matmuls(pairs, threaded):
     """``[a @ b for a, b in pairs]`` (2-D) for the products of a recurrent kernel call whose time
     loop runs on several threads (``threaded``; else plain NumPy): never with OpenBLAS's own threads
-    (see :mod:`.numba_threads`: they would spin on the cores the loop needs), but split across the
+    (see :mod:`.blas`: they would spin on the cores the loop needs), but split across the
     loop's threads when large (or when ``b`` is too large for one core's cache: with few rows the
     product streams it, and each thread then streams its share), else on one BLAS thread."""
     if not threaded:
         return [a @ b for a, b in pairs]
     from . import numba_threads as threads
+    from .blas import single_threaded
 
     def split(a, b):
         work = a.shape[0] * a.shape[1] * b.shape[1]
@@ -127,7 +128,7 @@ def matmuls(pairs, threaded):
     if large:
         for k, product in zip(large, threads.matmuls([pairs[k] for k in large], get_num_threads())):
             out[k] = product
-    with threads.one_blas_thread():
+    with single_threaded():
         for k, (a, b) in enumerate(pairs):
             if out[k] is None:
                 out[k] = a @ b

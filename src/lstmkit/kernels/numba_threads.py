@@ -24,13 +24,10 @@ run here instead (``matmuls``): rows (or, with few rows, columns) split across t
 one-thread BLAS product (OpenBLAS told so for the duration), which leaves no spinning thread
 behind. Where NumPy uses another BLAS, the products run as they are.
 """
-import ctypes
 import os
 import platform
-import re
 import sys
 import threading
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -38,6 +35,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .blas import single_threaded
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 _STRIDE = 16          # one 128-byte slot a thread: no two threads' counters share a cache line
@@ -230,48 +229,6 @@ def run(parts):
 
 
 # ----------------------------------------------------------------------------- products
-_OPENBLAS_NAMES = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads",
-                   "openblas_{}_num_threads64_", "openblas_{}_num_threads")
-_blas = None      # (get, set) of the OpenBLAS NumPy uses; False when there is none
-
-
-def _openblas():
-    global _blas
-    if _blas is None:
-        _blas = False
-        try:
-            with open("/proc/self/maps") as f:
-                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read())))
-            for path in paths:
-                lib = ctypes.CDLL(path)
-                for name in _OPENBLAS_NAMES:
-                    if hasattr(lib, name.format("set")) and hasattr(lib, name.format("get")):
-                        get, set_ = getattr(lib, name.format("get")), getattr(lib, name.format("set"))
-                        get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                        _blas = (get, set_)
-                        return _blas
-        except OSError:
-            pass
-    return _blas
-
-
-@contextmanager
-def one_blas_thread():
-    """OpenBLAS on one thread inside the block (for this process: the setting is global); as it
-    was after."""
-    blas = _openblas()
-    if not blas:
-        yield
-        return
-    get, set_ = blas
-    before = get()
-    set_(1)
-    try:
-        yield
-    finally:
-        set_(before)
-
-
 def _product_tasks(a, b, out, n):
     """The products (one BLAS thread each) that compute out = a @ b on ``n`` threads: a's rows split,
     or, with fewer than 64 rows a thread, b's columns (then each thread reads only its share of b)."""
@@ -295,7 +252,7 @@ def matmuls(pairs, n):
         for task in share:
             task()
 
-    with one_blas_thread():
+    with single_threaded():
         run_tasks([partial(run_share, share) for share in shares if share])
     return outs
 
