@@ -99,7 +99,8 @@ def get_num_threads():
                 raise ValueError(f"LSTMKIT_NUM_THREADS: expected an integer >= 1, got {value!r}")
             _threads = int(value)
         else:
-            _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            affinity = getattr(os, "sched_getaffinity", None)
+            _threads = len(affinity(0)) if affinity else os.cpu_count() or 1
     return _threads
 
 

@@ -56,8 +56,9 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
         keep = not inference
         act_c = np.empty((T, B, U), dtype) if keep else None
         hs, cs = (loops.state_buffers(T, B, U, dtype, keep) for _ in range(2))
-        h, c, gates = loops.lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, masked_output_mode,
-                                         activation, recurrent_activation, keep, hs, cs, act_c, outs)
+        h, c, gates = loops.lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask,
+                                         masked_output_mode, activation, recurrent_activation, keep, hs,
+                                         cs, act_c, outs)
     else:
         # Input projections of every step in one matrix product.
         xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 4 * U)

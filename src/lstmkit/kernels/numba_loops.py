@@ -447,8 +447,8 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P,
             if fold:
                 packed_matmul(xin[t, b0:b1], Pw[q], out, tmp, False)
             packed_matmul(h, P[q], out, tmp, True)
-        _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c, outs,
-                   scratch)
+        _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c,
+                   outs, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
 
@@ -641,10 +641,10 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
         pending, carry, dh_gate = (np.zeros((B, U), dtype) for _ in range(3))
         RT = recurrent_kernel.T
         numba_threads.run([
-            partial(_lstm_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT, P=_panels(G, u0, u1, 1, dtype),
-                    tmp=scratch(dtype), d_outs=d_outs, gates=gates, cs=cs, act_c=act_c, dh=dh, dc=dc,
-                    ms=ms2, rmask=rm, mode=mode, act=act, ract=ract, dz=dz, pending=pending, carry=carry,
-                    dh_gate=dh_gate)
+            partial(_lstm_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT,
+                    P=_panels(G, u0, u1, 1, dtype), tmp=scratch(dtype), d_outs=d_outs, gates=gates, cs=cs,
+                    act_c=act_c, dh=dh, dc=dc, ms=ms2, rmask=rm, mode=mode, act=act, ract=ract, dz=dz,
+                    pending=pending, carry=carry, dh_gate=dh_gate)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
         # Compiled code calls BLAS on contiguous arrays: transpose once, not at every step.
@@ -709,8 +709,8 @@ def _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract
 
 
 @njit(**JIT)
-def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, P, tmp, b_in, b_rec, rmask, ms, mode, act, ract, xw, rec,
-                      gates, rh_all, hs, outs):
+def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, P, tmp, b_in, b_rec, rmask, ms, mode, act, ract,
+                      xw, rec, gates, rh_all, hs, outs):
     """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
     T, B, G = xw.shape
     U = G // 3
@@ -733,7 +733,8 @@ def _gru_forward_blas(keep, xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gate
     hr = np.empty((B, G // 3), xw.dtype)
     for t in range(T):
         _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, rec)
-        _gru_step(t, keep, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_step(t, keep, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs,
+                  outs)
 
 
 def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
@@ -762,27 +763,30 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
         R = np.ascontiguousarray(R, dtype)
         rec = np.empty((B, G), dtype)
         numba_threads.run([
-            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, R=R, P=_panels(U, u0, u1, 3, dtype),
-                    tmp=scratch(dtype), b_in=b_in, b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
+            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, R=R,
+                    P=_panels(U, u0, u1, 3, dtype), tmp=scratch(dtype), b_in=b_in, b_rec=b_rec, rmask=rm,
+                    ms=ms2, mode=mode, act=act, ract=ract,
                     xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
-        _gru_forward_blas(keep, xw, np.ascontiguousarray(R, dtype), b_in, b_rec, rm, ms2, mode, act, ract, gates, rh_all, hs, outs)
+        _gru_forward_blas(keep, xw, np.ascontiguousarray(R, dtype), b_in, b_rec, rm, ms2, mode, act, ract,
+                          gates, rh_all, hs, outs)
     else:
         rec = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
         for t in range(T):
             h_t = hs[t if keep else t & 1]
             np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=rec)
-            _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs, outs)
+            _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs,
+                      outs)
     return hs[T if keep else T & 1].copy()
 
 
 @njit(**JIT)
-def _gru_backward_step(t, b0, b1, u0, u1, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
-                       carry, scratch):
-    """Fill dxw[t], drec[t] for rows b0..b1, units u0..u1 from dh (gradient reaching h_t); set ``carry`` to the
-    part of dh_{t-1} that does not pass through the recurrent product."""
+def _gru_backward_step(t, b0, b1, u0, u1, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec,
+                       pending, carry, scratch):
+    """Fill dxw[t], drec[t] for rows b0..b1, units u0..u1 from dh (gradient reaching h_t); set
+    ``carry`` to the part of dh_{t-1} that does not pass through the recurrent product."""
     T, B, G = dxw.shape
     U = G // 3
     nu = u1 - u0
@@ -855,8 +859,8 @@ def _gru_backward_blas(d_outs, gates, rh_all, hs, RT, dh, ms, rmask, mode, act, 
     dh_gate = np.empty((B, U), dxw.dtype)
     scratch = np.empty((2, G), dxw.dtype)
     for t in range(T - 1, -1, -1):
-        _gru_backward_step(t, 0, B, 0, U, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec, pending,
-                           carry, scratch)
+        _gru_backward_step(t, 0, B, 0, U, d_outs, gates, rh_all, hs, dh, ms, mode, act, ract, dxw, drec,
+                           pending, carry, scratch)
         _matmul(drec[t], RT, dh_gate)
         _finish_dh(dh, dh_gate, rmask, carry, True, 0, B, 0, U)
 
@@ -880,10 +884,10 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
         pending, carry, dh_gate = (np.zeros((B, U), dtype) for _ in range(3))
         RT = recurrent_kernel.T
         numba_threads.run([
-            partial(_gru_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT, P=_panels(G, u0, u1, 1, dtype),
-                    tmp=scratch(dtype), d_outs=d_outs, gates=gates, rh_all=rh_all, hs=hs, dh=dh, ms=ms2,
-                    rmask=rm, mode=mode, act=act, ract=ract, dxw=dxw, drec=drec, pending=pending,
-                    carry=carry, dh_gate=dh_gate)
+            partial(_gru_backward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, RT=RT,
+                    P=_panels(G, u0, u1, 1, dtype), tmp=scratch(dtype), d_outs=d_outs, gates=gates,
+                    rh_all=rh_all, hs=hs, dh=dh, ms=ms2, rmask=rm, mode=mode, act=act, ract=ract, dxw=dxw,
+                    drec=drec, pending=pending, carry=carry, dh_gate=dh_gate)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     elif _whole_loop(B, U, G):
         RT = np.ascontiguousarray(recurrent_kernel.T, dtype)

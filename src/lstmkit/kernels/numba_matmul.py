@@ -136,7 +136,7 @@ def _block(MR, NR):
             w_vec = builder.load(builder.bitcast(w_k, vty.as_pointer()), align=bits // 8)
             i8p = ir.IntType(8).as_pointer()
             prefetch = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32)] * 1 + [ir.IntType(32)] * 2),
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0i8")
             for line in range(NR * (bits // 8) // 64):
                 ahead = builder.gep(w_k, [ir.Constant(i64, PREFETCH_ROWS * NR + line * 64 // (bits // 8))])
