@@ -9,17 +9,33 @@ import numpy as np
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+# The torch layer configurations the parity tests run: name -> (num_layers, bidirectional,
+# packed sequences, initial state given).
+TORCH_CONFIGS = {
+    "1layer": (1, False, False, False),
+    "1layer-packed-init": (1, False, True, True),
+    "2layer-init": (2, False, False, True),
+    "bidi-packed": (1, True, True, False),
+    "2layer-bidi-packed-init": (2, True, True, True),
+}
+
+
+def central_difference(f, a, idx, eps=1e-6):
+    """d f() / d a[idx] by a central difference (use float64); ``a`` is perturbed in place and restored."""
+    old = a[idx]
+    a[idx] = old + eps
+    up = f()
+    a[idx] = old - eps
+    down = f()
+    a[idx] = old
+    return (up - down) / (2 * eps)
+
+
 def numeric_grad(f, a, eps=1e-6):
-    """d f() / d a by central differences (use float64), perturbing ``a`` in place one entry at a time."""
+    """d f() / d a by central differences, one entry of ``a`` at a time."""
     g = np.zeros_like(a)
     for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        up = f()
-        a[idx] = old - eps
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * eps)
+        g[idx] = central_difference(f, a, idx, eps)
     return g
 
 

@@ -4,6 +4,7 @@ float64, masks, both masked-output modes, reverse, recurrent dropout, every acti
 The NumPy path is the reference (it is the one checked against finite differences and the
 frameworks); float32 results may differ by float rounding only.
 """
+import os
 import subprocess
 import sys
 
@@ -259,7 +260,6 @@ def test_set_backend_validates_and_reports():
 
 
 def run_python(code, **env):
-    import os
     full_env = dict(os.environ, **env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env)
 
@@ -359,7 +359,7 @@ def test_split_loops_run_in_a_forked_child():
             "    os._exit(0 if np.array_equal(f(), ref) else 3)\n"
             "_, status = os.waitpid(pid, 0); print(os.waitstatus_to_exitcode(status))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**__import__("os").environ, "LSTMKIT_BACKEND": "numba"})
+                         env={**os.environ, "LSTMKIT_BACKEND": "numba"})
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0"]
 

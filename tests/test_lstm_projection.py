@@ -6,7 +6,7 @@ import pytest
 
 import lstmkit
 from lstmkit import kernels, layouts
-from helpers import numeric_grad
+from helpers import TORCH_CONFIGS, numeric_grad
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")   # torch, oneDNN
 
@@ -86,13 +86,7 @@ def test_identity_projection_is_the_plain_lstm(reverse, mode, kernel_backend):
 H = 5                                     # hidden_size; P (proj_size) = 2 as above
 TB, TT = 4, 6
 TLENGTHS = np.array([4, 6, 1, 3])         # unsorted on purpose
-CONFIGS = {   # name: (num_layers, bidirectional, packed, initial_state)
-    "1layer": (1, False, False, False),
-    "1layer-packed-init": (1, False, True, True),
-    "2layer-init": (2, False, False, True),
-    "bidi-packed": (1, True, True, False),
-    "2layer-bidi-packed-init": (2, True, True, True),
-}
+CONFIGS = TORCH_CONFIGS
 
 
 def make_pair(torch, num_layers, bidirectional, dtype="float32"):

@@ -10,18 +10,14 @@ import pytest
 import lstmkit
 from lstmkit import layouts
 
+from helpers import TORCH_CONFIGS
+
 B, T, I, H = 4, 6, 3, 5
 LENGTHS = np.array([4, 6, 1, 3])           # unsorted on purpose
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 CELLS = {"lstm": ("LSTM", lstmkit.LSTM), "gru": ("GRU", lstmkit.GRU), "rnn": ("RNN", lstmkit.SimpleRNN)}
-CONFIGS = {   # name: (num_layers, bidirectional, packed, initial_state)
-    "1layer": (1, False, False, False),
-    "1layer-packed-init": (1, False, True, True),
-    "2layer-init": (2, False, False, True),
-    "bidi-packed": (1, True, True, False),
-    "2layer-bidi-packed-init": (2, True, True, True),
-}
+CONFIGS = TORCH_CONFIGS
 
 
 def make_pair(torch, cell, num_layers, bidirectional, nonlinearity="tanh", dtype="float32"):

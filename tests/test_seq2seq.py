@@ -8,6 +8,8 @@ from lstmkit.seq2seq.model import Seq2Seq, Seq2SeqBatch
 from lstmkit.seq2seq.search import beam_search, greedy_search
 from lstmkit.seq2seq.text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer
 
+from helpers import central_difference
+
 CONFIGS = {
     "sutskever": dict(attention=None, num_layers=2),
     "dot_feed": dict(attention="dot", input_feeding=True),
@@ -48,13 +50,7 @@ def test_whole_model_gradient_check(kind, rng):
         # a couple of entries per parameter: the largest analytic gradient and a random one
         for i in {int(np.abs(g).argmax()), int(rng.integers(p.size))}:
             i = np.unravel_index(i, p.shape)   # p may be Fortran-ordered: index, never reshape
-            old = p[i]
-            p[i] = old + eps
-            up = objective()
-            p[i] = old - eps
-            down = objective()
-            p[i] = old
-            num = (up - down) / (2 * eps)
+            num = central_difference(objective, p, i, eps)
             assert abs(num - g[i]) <= 1e-6 + 1e-5 * abs(num), (name, i, num, g[i])
             checked += 1
     assert checked >= len(model.params)

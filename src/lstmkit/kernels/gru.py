@@ -158,10 +158,13 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     drec2 = drec.reshape(T * B, 3 * U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
     h_in2 = h_in.reshape(T * B, U)
-    d_x, d_kernel, d_rk = backend.matmuls([(dxw2, kernel.T), (xs.reshape(T * B, xs.shape[2]).T, dxw2),
-                                           (h_in2.T, drec2)], threaded)
-    if not reset_after:     # the candidate's recurrent product takes r * h, not h
-        d_rk[:, 2 * U:] = rh_all.reshape(T * B, U).T @ drec2[:, 2 * U:]
+    products = [(dxw2, kernel.T), (xs.reshape(T * B, xs.shape[2]).T, dxw2)]
+    if reset_after:
+        products.append((h_in2.T, drec2))
+    else:                   # the candidate's recurrent product takes r * h, not h
+        products += [(h_in2.T, drec2[:, :2 * U]), (rh_all.reshape(T * B, U).T, drec2[:, 2 * U:])]
+    d_x, d_kernel, *d_rk = backend.matmuls(products, threaded)
+    d_rk = d_rk[0] if reset_after else np.concatenate(d_rk, axis=1)
     d_bias = None
     if has_bias:
         d_bias = np.stack([dxw2.sum(0), drec2.sum(0)]) if reset_after else dxw2.sum(0)

@@ -215,10 +215,10 @@ def _parts(B, T, U, G, dtype, backward=False):
     big = B * U * G * T >= backend.PARALLEL_MIN_WORK or U * G * np.dtype(dtype).itemsize > SPLIT_MATRIX_BYTES
     n = backend.get_num_threads() if big else 1
     if n > 1 and _split(B, U, G, dtype, n) == "batch":
-        rows = numba_threads.unit_ranges(B, n, 1)
+        rows = numba_threads.split_range(B, n, 1)
         if len(rows) > 1:
             return 1, [(b0, b1, 0, U) for b0, b1 in rows]
-    units = numba_threads.unit_ranges(U, n, _unit_align(dtype)) if n > 1 else [(0, U)]
+    units = numba_threads.split_range(U, n, _unit_align(dtype)) if n > 1 else [(0, U)]
     if len(units) > 1:
         return len(units), [(0, B, u0, u1) for u0, u1 in units]
     if (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH) <= B <= PACKED_MAX_BATCH:
@@ -340,15 +340,6 @@ def _local(h, rmask, hr, n):
 
 
 @njit(inline="always", **JIT)
-def _dropped(h, rmask, hr):
-    """h * rmask into hr, or h itself without recurrent dropout (zero-size rmask)."""
-    if rmask.shape[0] > 0:
-        np.multiply(h, rmask, hr)
-        return hr
-    return h
-
-
-@njit(inline="always", **JIT)
 def _slots(t, keep):
     """(slot of step t's gates and entering state, slot of the state it leaves) in the buffers."""
     if keep:
@@ -460,7 +451,7 @@ def _lstm_forward_blas(keep, xw, bias, R, rmask, ms, mode, act, ract, gates, hs,
     hr = np.empty((B, G // 4), xw.dtype)
     scratch = np.zeros((2, G // 4), xw.dtype)
     for t in range(T):
-        _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, z)
+        _matmul(_local(hs[_slots(t, keep)[0]], rmask, hr, 1), R, z)
         _lstm_step(t, keep, xw, z, bias, 0, B, 0, G // 4, ms, mode, act, ract, gates, hs, cs, act_c, outs,
                    scratch)
 
@@ -492,7 +483,8 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         gates = np.empty((T if keep else 2, B, G), dtype)
     else:
         xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, plan is not None and len(plan[1]) > 1)
-        xin, W = xw.reshape(T, B, G), _absent(dtype, 2)
+        xw = xw.reshape(T, B, G)
+        xin, W = xw, _absent(dtype, 2)
         gates = xin if keep else np.empty((2, B, G), dtype)    # activated in place when kept
     if plan is not None:
         waiting, ranges = plan
@@ -504,7 +496,6 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
                     ract=ract, gates=gates, hs=hs, cs=cs, act_c=act_c, outs=outs)
             for k, (b0, b1, u0, u1) in enumerate(ranges)])
     else:
-        xw = xin
         if _whole_loop(B, U, G):
             _lstm_forward_blas(keep, xw, bias, np.ascontiguousarray(recurrent_kernel, dtype), rm, ms2, mode,
                                act, ract, gates, hs, cs, act_c, outs)
@@ -732,7 +723,7 @@ def _gru_forward_blas(keep, xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gate
     rec = np.empty((B, G), xw.dtype)
     hr = np.empty((B, G // 3), xw.dtype)
     for t in range(T):
-        _matmul(_dropped(hs[_slots(t, keep)[0]], rmask, hr), R, rec)
+        _matmul(_local(hs[_slots(t, keep)[0]], rmask, hr, 1), R, rec)
         _gru_step(t, keep, 0, B, 0, G // 3, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs,
                   outs)
 

@@ -114,12 +114,13 @@ def arrive_and_wait(sync, k, n, steps):
     return True
 
 
-def unit_ranges(U, n, align):
-    """Split units 0..U into at most ``n`` contiguous ranges whose bounds are multiples of ``align``
-    (the packed panel width, so that no thread's panels are partial) except the last."""
-    chunk = -(-U // n)
+def split_range(N, n, align):
+    """Split 0..N (rows or units) into at most ``n`` contiguous ranges whose bounds are multiples of
+    ``align`` (for units the packed panel width, so that no thread's panels are partial) except the
+    last."""
+    chunk = -(-N // n)
     chunk = -(-chunk // align) * align
-    return [(u0, min(u0 + chunk, U)) for u0 in range(0, U, chunk)]
+    return [(i, min(i + chunk, N)) for i in range(0, N, chunk)]
 
 
 @njit(**JIT)
