@@ -15,7 +15,11 @@ that an oversubscribed machine still makes progress.
 **The pool.** The threads are Python threads running ``nogil`` compiled code. Waking a sleeping
 thread takes 50-360 us here, as long as a small loop, so a worker that has finished spins for about
 0.2 ms (compiled, without the GIL) before it sleeps: back-to-back calls, and the products and loop
-of one call, find it awake.
+of one call, find it awake. A thread that waits for the GIL sleeps as well, so the caller hands
+the GIL over without contention: it tells the workers to start from compiled code, without the
+GIL, and waits there until each has entered its part (each part counts itself in ``sync`` with
+:func:`started` first). A worker likewise reports a finished task only once it has let go of the
+GIL. (Handing over in Python cost about 45 us a call, most of a small loop.)
 
 **Products.** NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s after each
 multi-threaded product. A time loop split across the cores in that window shares a core with a
@@ -42,6 +46,8 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 _STRIDE = 16          # one 128-byte slot a thread: no two threads' counters share a cache line
 _SPINS = 1 << 14       # pause instructions before yielding the core (about 0.2 ms here)
 _IDLE_SPINS = 1 << 14  # pause instructions a finished worker (or a waiting caller) spins (0.2 ms)
+_GRACE_SPINS = 1 << 10  # pauses a caller waits, without the GIL, for workers to start tasks that
+                        # do not count themselves (products: a worker is inside BLAS in a few us)
 
 
 @intrinsic
@@ -50,6 +56,14 @@ def _load_acquire(typingctx, arr, idx):
         ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
         return builder.load_atomic(ptr, "acquire", 8)
     return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, arr, idx, value):
+    def codegen(context, builder, signature, args):
+        ptr = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+        return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
+    return types.int64(arr, idx, value), codegen
 
 
 @intrinsic
@@ -89,8 +103,15 @@ def _sched_yield(typingctx):
 
 
 def new_sync(n):
-    """The shared counters of ``n`` threads, and one more slot: nonzero when a thread failed."""
-    return np.zeros((n + 1) * _STRIDE, np.int64)
+    """The shared counters of ``n`` threads: how many have started, the steps each has finished,
+    and whether one failed (nonzero)."""
+    return np.zeros((n + 2) * _STRIDE, np.int64)
+
+
+@njit(inline="always", **JIT)
+def started(sync):
+    """A part has started (the first thing each part does: the caller waits for it)."""
+    _fetch_add(sync, 0, np.int64(1))
 
 
 @njit(inline="always", **JIT)
@@ -99,11 +120,11 @@ def arrive_and_wait(sync, k, n, steps):
     (the caller returns at once)."""
     if n == 1:
         return True
-    _store_release(sync, k * _STRIDE, np.int64(steps))
-    failed = n * _STRIDE
+    _store_release(sync, (k + 1) * _STRIDE, np.int64(steps))
+    failed = (n + 1) * _STRIDE
     for j in range(n):
         spins = 0
-        while _load_acquire(sync, j * _STRIDE) < steps:
+        while _load_acquire(sync, (j + 1) * _STRIDE) < steps:
             if _load_acquire(sync, failed) != 0:
                 return False
             spins += 1
@@ -133,42 +154,91 @@ def _spin_until_set(flags, idx, spins):
     return _load_acquire(flags, idx) != 0
 
 
+_GO, _DONE = 0, _STRIDE
+
+
+@njit(**JIT)
+def _spin_until_reached(flags, idx, value, spins):
+    """Wait (spinning, no GIL) up to ``spins`` pauses for flags[idx] >= value; whether it came."""
+    for _ in range(spins):
+        if _load_acquire(flags, idx) >= value:
+            return True
+        _pause()
+    return _load_acquire(flags, idx) >= value
+
+
+@njit(**JIT)
+def _idle(flags, finished, spins):
+    """A worker, without the GIL: report its task number ``finished`` done (0: none; now that the
+    caller can take the GIL without waiting for it), then wait up to ``spins`` pauses for the next;
+    whether one came."""
+    if finished:
+        _store_release(flags, _DONE, finished)
+    return _spin_until_set(flags, _GO, spins)
+
+
+@njit(**JIT)
+def _go_and_wait(flags, sync, parts, spins):
+    """Tell the workers (their ``flags``, a tuple) to start, then wait without the GIL until they
+    have all counted themselves in ``sync`` (of ``parts`` parts), one has failed, or ``spins``
+    pauses have passed."""
+    for f in flags:
+        _store_release(f, _GO, np.int64(1))
+    failed = (parts + 1) * _STRIDE
+    for _ in range(spins):
+        if _load_acquire(sync, 0) >= len(flags) or _load_acquire(sync, failed) != 0:
+            return
+        _pause()
+
+
 class _Worker:
     """One pool thread: runs a task when told, spins a while after it, then sleeps."""
-    GO, DONE = 0, _STRIDE
 
     def __init__(self):
         self.flags = np.zeros(2 * _STRIDE, np.int64)
         self.task = self.error = None
+        self.number = 0         # of the task given last: DONE holds the number of the last done
+        self.asleep = self.woken = False
         self.wake = threading.Condition()
         self.finished = threading.Event()
         threading.Thread(target=self._serve, name="lstmkit", daemon=True).start()
 
     def _serve(self):
+        finished = 0
         while True:
-            if not _spin_until_set(self.flags, self.GO, _IDLE_SPINS):
+            if not _idle(self.flags, finished, _IDLE_SPINS):
+                finished = 0
                 with self.wake:
-                    while self.flags[self.GO] == 0:
+                    self.asleep = True
+                    while self.flags[_GO] == 0 and not self.woken:
                         self.wake.wait()
-            self.flags[self.GO] = 0
+                    self.asleep = self.woken = False
+                continue            # woken before GO, perhaps: wait for it spinning
+            self.flags[_GO] = 0
+            number = self.number
             try:
                 self.task()
             except BaseException as e:      # handed to the caller
                 self.error = e
             self.task = None
-            self.flags[self.DONE] = 1
             self.finished.set()
+            finished = number
 
-    def start(self, task):
+    def assign(self, task):
+        """Give the worker its task; it starts when GO is set (``_go_and_wait``)."""
         self.task, self.error = task, None
-        self.flags[self.DONE] = 0
+        self.number += 1
         self.finished.clear()
-        self.flags[self.GO] = 1
-        with self.wake:
-            self.wake.notify()
+
+    def rouse(self):
+        """Wake the worker if it sleeps (it then spins, waiting for GO)."""
+        if self.asleep:
+            with self.wake:
+                self.woken = True
+                self.wake.notify()
 
     def join(self):
-        if not _spin_until_set(self.flags, self.DONE, _IDLE_SPINS):
+        if not _spin_until_reached(self.flags, _DONE, self.number, _IDLE_SPINS):
             self.finished.wait()
         if self.error is not None:
             raise self.error
@@ -188,9 +258,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
-def run_tasks(tasks):
+def run_tasks(tasks, sync=None):
     """Run the callables ``tasks`` at once, the first on this thread; re-raise the first error.
-    Calls from several threads at once are run one after the other."""
+    With ``sync`` (``new_sync(len(tasks))``) every task calls :func:`started` with it first, and
+    the caller waits for the others to do so before it runs its own. Calls from several threads at
+    once are run one after the other."""
     if len(tasks) == 1:
         tasks[0]()
         return
@@ -199,7 +271,13 @@ def run_tasks(tasks):
             _workers.append(_Worker())
         workers = _workers[:len(tasks) - 1]
         for worker, task in zip(workers, tasks[1:]):
-            worker.start(task)
+            worker.assign(task)
+            worker.rouse()              # a sleeping worker takes long to wake: start it now
+        counted = sync is not None
+        _go_and_wait(tuple(w.flags for w in workers), sync if counted else new_sync(len(tasks)), len(tasks),
+                     _IDLE_SPINS if counted else _GRACE_SPINS)
+        for worker in workers:          # one that fell asleep before GO was set
+            worker.rouse()
         try:
             tasks[0]()
         finally:
@@ -214,19 +292,20 @@ def run_tasks(tasks):
 
 
 def run(parts):
-    """Run ``parts`` (callables ``part(sync)``, one per thread) at once (``run_tasks``). Threads that
-    wait for each other call :func:`arrive_and_wait` after each step with the same counts; if one
-    fails, the others stop waiting and its error is raised."""
+    """Run ``parts`` (callables ``part(sync)``, one per thread) at once (``run_tasks``). Each part
+    calls :func:`started` first; threads that wait for each other call :func:`arrive_and_wait`
+    after each step with the same counts; if one fails, the others stop waiting and its error is
+    raised."""
     sync = new_sync(len(parts))
 
     def guarded(part):
         try:
             part(sync)
         except BaseException:
-            sync[len(parts) * _STRIDE] = 1      # releases the others from their waits
+            sync[(len(parts) + 1) * _STRIDE] = 1      # releases the others from their waits
             raise
 
-    run_tasks([partial(guarded, part) for part in parts])
+    run_tasks([partial(guarded, part) for part in parts], sync)
 
 
 # ----------------------------------------------------------------------------- products
