@@ -264,6 +264,36 @@ def run_python(code, **env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env)
 
 
+def test_compiled_loops_run_without_scipy():
+    """``lstmkit[fast]`` installs Numba, not SciPy, and Numba's own matrix products call SciPy's BLAS:
+    the compiled loops' products must not (the whole-loop path, B = 1, used to crash here)."""
+    code = """
+import sys
+sys.modules["scipy"] = None                     # import scipy now fails, as where it is missing
+import numpy as np
+from lstmkit import kernels
+from lstmkit.kernels import backend, numba_loops
+rng = np.random.default_rng(0)
+x = rng.normal(size=(1, 3, 4)).astype(np.float32)
+cells = [(kernels.lstm_forward, kernels.lstm_backward, 20, (20,), 2),
+         (kernels.gru_forward, kernels.gru_backward, 15, (2, 15), 1)]
+for forward, backward, G, bias_shape, n_states in cells:
+    w = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in ((4, G), (5, G), bias_shape)]
+    assert numba_loops._parts(1, 3, 5, G, np.float32) is None and numba_loops._whole_loop(1, 5, G)
+    results = []
+    for name in ("numba", "numpy"):
+        backend.set_backend(name)
+        out = forward(x, None, *[None] * n_states, *w)
+        grads = backward(out[-1], np.ones_like(out[0]))
+        results.append([out[0], grads["x"], grads["recurrent_kernel"]])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+print("ok", "scipy" in sys.modules and sys.modules["scipy"] is not None)
+"""
+    res = run_python(code)
+    assert res.returncode == 0 and res.stdout.split() == ["ok", "False"], res.stderr[-3000:]
+
+
 def test_environment_variable_selects_backend_and_import_stays_light():
     code = ("import sys, lstmkit; from lstmkit import kernels; "
             "print('numba' in sys.modules, kernels.get_backend())")
