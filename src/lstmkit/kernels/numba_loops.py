@@ -4,7 +4,8 @@ Imported only through :mod:`.backend`, on the first kernel call. Each loop fills
 the NumPy loop of the same kernel fills, so the caches (and backward passes) of the two paths are
 interchangeable. Per step: one product with the recurrent matrix, then one fused pass over the
 gates, written so that LLVM vectorizes it. Nothing is allocated inside the loop. Which of three
-ways a loop runs (packed and split across threads, compiled whole, or stepped from Python) is decided by ``_parts`` and ``_whole_loop`` below.
+ways a loop runs (packed and split across threads, compiled whole, or stepped from Python) is
+decided by ``_parts`` and ``_whole_loop`` below.
 
 Activations in float32 use the vectorizable ``_exp32`` below (Cody-Waite range reduction and a
 degree-7 polynomial, within 1 ulp of exp) and a polynomial for tanh near 0: tanh is within 1.6 ulp
@@ -219,15 +220,23 @@ def _split(B, U, G, dtype, n):
     return "batch" if B >= n * (1 if fits else SPLIT_MIN_ROWS) else "units"
 
 
-def _parts(B, T, U, G, dtype, backward=False):
+def _parts(B, T, U, G, dtype, backward=False, folds=False):
     """(waiting, [(b0, b1, u0, u1) of each thread]) for a loop run packed, or None for another way;
-    ``waiting``: the number of threads that wait for each other at every step (1: none)."""
+    ``waiting``: the number of threads that wait for each other at every step (1: none). ``folds``:
+    an inference loop that computes its input projections itself, with no product before it."""
     if not PACKED or T < PACKED_MIN_STEPS:
         return None
-    # Threads pay for themselves on a large loop, or whatever the loop where the recurrent matrix
-    # does not fit one core's cache: split, each core keeps its share (B=1 T=20 U=512: 3x).
-    big = B * U * G * T >= backend.PARALLEL_MIN_WORK or U * G * np.dtype(dtype).itemsize > SPLIT_MATRIX_BYTES
-    n = backend.get_num_threads() if big else 1
+    # Threads pay for themselves on a large loop; on a smaller inference loop that folds its input
+    # projections and gives each thread 4 rows of the batch or more (B=8 T=20 U=128: 1.3x; with a
+    # product before the loop splitting costs as much, and a training forward split before a backward
+    # that is not is slower); and whatever the loop where the recurrent matrix does not fit one
+    # core's cache: split, each core keeps its share (B=1 T=20 U=512: 3x).
+    n = backend.get_num_threads()
+    work = B * U * G * T
+    fits = U * G * np.dtype(dtype).itemsize <= SPLIT_MATRIX_BYTES
+    big = not fits or work >= backend.PARALLEL_MIN_WORK or (
+        folds and B >= 4 * n and work >= backend.PARALLEL_MIN_WORK // 8)
+    n = n if big else 1
     if n > 1 and _split(B, U, G, dtype, n) == "batch":
         rows = numba_threads.split_range(B, n, 1)
         if len(rows) > 1:
@@ -489,10 +498,11 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
     bias = _absent(dtype, 1) if bias is None else np.ascontiguousarray(bias, dtype)
     if act_c is None:
         act_c = np.empty((2, B, U), dtype)
-    plan = _parts(B, T, U, G, dtype)
-    # Small weights: the split loop computes the input projections step by step (they stay in cache;
-    # no product before the loop). Large ones: one product before it, which reads them once.
-    fold = plan is not None and (kernel.size + recurrent_kernel.size) * np.dtype(dtype).itemsize <= FOLD_BYTES
+    # Small weights: the packed loop computes the input projections step by step (they stay in
+    # cache; no product before the loop). Large ones: one product before it, which reads them once.
+    small = (kernel.size + recurrent_kernel.size) * np.dtype(dtype).itemsize <= FOLD_BYTES
+    plan = _parts(B, T, U, G, dtype, folds=small and not keep)
+    fold = plan is not None and small
     if fold:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
         gates = np.empty((T if keep else 2, B, G), dtype)
