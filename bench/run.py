@@ -14,6 +14,7 @@ import datetime
 import itertools
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -277,7 +278,7 @@ def main(argv=None):
     global CLOCK
     peers.THREADS = args.threads
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    command = "python " + " ".join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+    command = "python " + shlex.join(["bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     peak = args.peak = matmul_peak(args.repeats)
     print(f"NumPy float32 matmul peak: {peak:.1f} GFLOP/s")
