@@ -57,7 +57,7 @@ def assert_same(ref, got, dtype):
 @pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed", "threads_units",
                         "threads_units_3", "threads_batch", "threads_units_unfolded"])
 def loop_kind(request, monkeypatch):
-    """The compiled path runs the whole loop compiled (small shapes, BLAS inside; or, from a batch
+    """The compiled path runs the whole loop compiled (small shapes, its products too; or, from a batch
     size on, with the recurrent matrix packed once, on one thread or split across threads by units
     or by rows) or steps from Python (large), computing the backward's recurrent product as d @ W.T
     or as (W @ d.T).T. The LSTM's split loops compute the input projections step by step when the
@@ -148,6 +148,38 @@ def test_lstm_no_state_no_bias_no_gradients(batch):
     backend.set_backend("auto")
     assert g["bias"] is None
     assert_same(res["numpy"], res["numba"], np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lstm_packed_loop_with_whole_panels(dtype, threads, monkeypatch):
+    """Units a multiple of the panel width, not split by units: the loop multiplies all four gate
+    blocks at once (one product over their panels) instead of block by block."""
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(numba_loops, "SPLIT", "batch")
+    previous = backend.set_num_threads(threads)
+    try:
+        width = numba_matmul.panel_width(dtype)
+        units, batch = 2 * width, 4
+        assert numba_loops._parts(batch, T, units, 4 * units, dtype)[1][0][2:] == (0, units)
+        rng = np.random.default_rng(8)
+        x = rng.normal(size=(batch, T, I)).astype(dtype)
+        weights = [(rng.normal(size=s) * 0.3).astype(dtype)
+                   for s in ((I, 4 * units), (units, 4 * units), (4 * units,))]
+        states = [rng.normal(size=(batch, units)).astype(dtype) for _ in range(2)]
+        d_out = rng.normal(size=(batch, T, units)).astype(dtype)
+        d_states = [rng.normal(size=(batch, units)).astype(dtype) for _ in range(2)]
+        ref = run_lstm("numpy", x, None, states, weights, d_out, d_states)
+        got = run_lstm("numba", x, None, states, weights, d_out, d_states)
+        assert_same(ref, got, dtype)
+        backend.set_backend("numba")
+        try:
+            out = kernels.lstm_forward(x, None, *states, *weights, inference=True)[0]
+        finally:
+            backend.set_backend("auto")
+        np.testing.assert_array_equal(out, got["outputs"])
+    finally:
+        backend.set_num_threads(previous)
 
 
 def test_caches_are_interchangeable():

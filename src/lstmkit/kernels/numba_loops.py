@@ -451,6 +451,10 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P,
         if fold:
             pack_into(W, q * U + u0, u1 - u0, Pw[q])
         pack_into(R, q * U + u0, u1 - u0, P[q])
+    # All the units (split by rows): the four blocks' panels follow each other, one product a step
+    whole = u0 == 0 and u1 == U and U % P.shape[3] == 0
+    P_all = P.reshape((4 * P.shape[1], P.shape[2], P.shape[3]))
+    Pw_all = Pw.reshape((Pw.shape[0] * Pw.shape[1], Pw.shape[2], Pw.shape[3]))
     no_z = np.empty((0, G), gates.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
     scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
@@ -458,11 +462,16 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P,
         s, _ = _slots(t, keep)
         h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
         sg = _gate_slot(t, gates, outs)
-        for q in range(4):
-            out = gates[sg, b0:b1, q * U + u0:q * U + u1]
+        if whole:
             if fold:
-                packed_matmul(xin[t, b0:b1], Pw[q], out, tmp, False)
-            packed_matmul(h, P[q], out, tmp, True)
+                packed_matmul(xin[t, b0:b1], Pw_all, gates[sg, b0:b1], tmp, False)
+            packed_matmul(h, P_all, gates[sg, b0:b1], tmp, True)
+        else:
+            for q in range(4):
+                out = gates[sg, b0:b1, q * U + u0:q * U + u1]
+                if fold:
+                    packed_matmul(xin[t, b0:b1], Pw[q], out, tmp, False)
+                packed_matmul(h, P[q], out, tmp, True)
         _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c,
                    outs, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
