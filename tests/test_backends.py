@@ -152,9 +152,9 @@ def test_lstm_no_state_no_bias_no_gradients(batch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_lstm_packed_loop_with_whole_panels(dtype, threads, monkeypatch):
-    """Units a multiple of the panel width, not split by units: the loop multiplies all four gate
-    blocks at once (one product over their panels) instead of block by block."""
+def test_packed_loops_with_whole_panels(dtype, threads, monkeypatch):
+    """Units a multiple of the panel width, not split by units: the LSTM's and GRU's loops multiply
+    all the gate blocks at once (one product over their panels) instead of block by block."""
     monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(numba_loops, "SPLIT", "batch")
     previous = backend.set_num_threads(threads)
@@ -178,6 +178,11 @@ def test_lstm_packed_loop_with_whole_panels(dtype, threads, monkeypatch):
         finally:
             backend.set_backend("auto")
         np.testing.assert_array_equal(out, got["outputs"])
+        gru_weights = [(rng.normal(size=s) * 0.3).astype(dtype)
+                       for s in ((I, 3 * units), (units, 3 * units), (2, 3 * units))]
+        ref = run_gru("numpy", x, None, states[0], gru_weights, d_out, d_states[0])
+        got = run_gru("numba", x, None, states[0], gru_weights, d_out, d_states[0])
+        assert_same(ref, got, dtype)
     finally:
         backend.set_num_threads(previous)
 

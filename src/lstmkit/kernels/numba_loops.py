@@ -744,11 +744,16 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, P, tmp, b_in, b_rec, 
     U = G // 3
     for q in range(3):
         pack_into(R, q * U + u0, u1 - u0, P[q])
+    whole = u0 == 0 and u1 == U and U % P.shape[3] == 0      # as in the LSTM's
+    P_all = P.reshape((3 * P.shape[1], P.shape[2], P.shape[3]))
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
         h = _local(hs[_slots(t, keep)[0], b0:b1], rmask[b0:b1], hr, n)
-        for q in range(3):
-            packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
+        if whole:
+            packed_matmul(h, P_all, rec[b0:b1], tmp)
+        else:
+            for q in range(3):
+                packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
         _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
