@@ -431,6 +431,54 @@ def test_split_loops_run_in_a_forked_child():
     assert res.stdout.split() == ["0"]
 
 
+@pytest.mark.parametrize("split", ["batch", "units"])
+def test_split_loops_called_from_several_python_threads(split, monkeypatch):
+    """Calls from several Python threads at once take turns on the pool and each gets its own
+    results, bit for bit (a worker's report of an earlier task must not pass for the current one)."""
+    import threading
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(numba_loops, "SPLIT", split)
+    previous = backend.set_num_threads(2)
+    backend.set_backend("numba")
+    try:
+        rng = np.random.default_rng(9)
+        problems = []
+        for batch, units in ((4, 64), (2, 128), (6, 96)):
+            x = rng.normal(size=(batch, 7, 8)).astype(np.float32)
+            w = [(rng.normal(size=s) * 0.3).astype(np.float32)
+                 for s in ((8, 4 * units), (units, 4 * units), (4 * units,))]
+            assert len(numba_loops._parts(batch, 7, units, 4 * units, np.float32)[1]) == 2
+            problems.append((x, w))
+
+        def run(x, w):
+            out, h, c, cache = kernels.lstm_forward(x, None, None, None, *w)
+            return out, kernels.lstm_backward(cache, np.ones_like(out))["x"]
+
+        expected = [run(*p) for p in problems]
+        mismatches, errors = [], []
+
+        def calls(i):
+            try:
+                for n in range(40):
+                    k = (i + n) % len(problems)
+                    got = run(*problems[k])
+                    if not all(np.array_equal(a, b) for a, b in zip(got, expected[k])):
+                        mismatches.append((i, n))
+            except BaseException as e:      # reported below, not lost in the thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=calls, args=(i,), daemon=True) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a call never returned"
+        assert not errors and not mismatches, (errors, mismatches[:5])
+    finally:
+        backend.set_backend("auto")
+        backend.set_num_threads(previous)
+
+
 def test_single_threaded_blas_sets_and_restores_every_openblas():
     from lstmkit.kernels import blas
     libs = blas.openblas()
