@@ -260,11 +260,12 @@ def test_split_products_equal_numpy():
     rng = np.random.default_rng(6)
     a, b, c = rng.normal(size=(37, 11)), rng.normal(size=(11, 5)), rng.normal(size=(37, 6))
     for n in (1, 2, 3, 40):
-        np.testing.assert_allclose(threads.matmul(a, b, n), a @ b, rtol=1e-13, atol=1e-13)
-        np.testing.assert_allclose(threads.matmul(a.T, c, n), a.T @ c, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(threads.matmuls([(a, b)], n)[0], a @ b, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(threads.matmuls([(a.T, c)], n)[0], a.T @ c, rtol=1e-13, atol=1e-13)
     wide = rng.normal(size=(11, 300))           # few rows, many columns: b's columns split
     for n in (2, 3):
-        np.testing.assert_allclose(threads.matmul(a[:10], wide, n), a[:10] @ wide, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(threads.matmuls([(a[:10], wide)], n)[0], a[:10] @ wide,
+                                   rtol=1e-13, atol=1e-13)
 
 
 def test_num_threads_setting():

@@ -2,10 +2,10 @@
 
 OpenBLAS's worker threads cost more than they save on small matrices, and after each multi-threaded
 product they spin for about 0.1 s, taking cores that other threads need (see :mod:`.numba_threads`).
-:func:`single_threaded` sets the thread count of every OpenBLAS library in the process (NumPy's,
-SciPy's) to 1 and restores it afterwards, through their own ``*_set_num_threads`` (about 1 us);
-where NumPy uses another BLAS it goes through ``threadpoolctl`` when that is installed, else it
-does nothing. The setting is process-wide: products in other threads meanwhile run on one thread.
+:func:`single_threaded` sets the thread count of every OpenBLAS library loaded (NumPy's, and
+SciPy's when it was imported first) to 1 and restores it afterwards, through their own
+``*_set_num_threads`` (about 1 us); where NumPy uses another BLAS it goes through
+``threadpoolctl`` when that is installed, else it does nothing. The setting is process-wide: products in other threads meanwhile run on one thread.
 """
 import contextlib
 import ctypes
@@ -13,11 +13,12 @@ import re
 
 _NAMES = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads",
           "openblas_{}_num_threads64_", "openblas_{}_num_threads")
-_libs = None      # [(get, set)] of the OpenBLAS libraries loaded, found once
+_libs = None      # [(get, set)] of the OpenBLAS libraries loaded when first asked (found once)
 
 
 def openblas():
-    """[(get_num_threads, set_num_threads)] of every OpenBLAS library loaded in this process."""
+    """[(get_num_threads, set_num_threads)] of every OpenBLAS library in this process, as loaded at
+    the first call (NumPy's; SciPy's if it was imported by then: lstmkit's compiled code calls none)."""
     global _libs
     if _libs is None:
         _libs = []

@@ -370,6 +370,20 @@ def _gate_slot(t, gates, outs):
     return t if gates.shape[0] == outs.shape[0] else t & 1
 
 
+@njit(inline="always", **JIT)
+def _blocks_product(a, P, out, U, u0, u1, tmp, accumulate):
+    """out[:, q*U + u0:q*U + u1] (+)= a @ w[:, q*U + u0:q*U + u1] for each gate block q, ``P``
+    (blocks, panels, K, NR) the packed columns of each block. Over all the units (a loop split by
+    rows) the blocks' panels follow each other: one product for them all."""
+    blocks = P.shape[0]
+    if u0 == 0 and u1 == U and U % P.shape[3] == 0:
+        P_all = P.reshape((blocks * P.shape[1], P.shape[2], P.shape[3]))
+        packed_matmul(a, P_all, out[:, :blocks * U], tmp, accumulate)
+    else:
+        for q in range(blocks):
+            packed_matmul(a, P[q], out[:, q * U + u0:q * U + u1], tmp, accumulate)
+
+
 def state_buffers(T, B, width, dtype, keep):
     """A (T + 1, B, width) buffer of every step's state, or a two-slot one for inference."""
     return np.empty((T + 1 if keep else 2, B, width), dtype)
@@ -451,10 +465,6 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P,
         if fold:
             pack_into(W, q * U + u0, u1 - u0, Pw[q])
         pack_into(R, q * U + u0, u1 - u0, P[q])
-    # All the units (split by rows): the four blocks' panels follow each other, one product a step
-    whole = u0 == 0 and u1 == U and U % P.shape[3] == 0
-    P_all = P.reshape((4 * P.shape[1], P.shape[2], P.shape[3]))
-    Pw_all = Pw.reshape((Pw.shape[0] * Pw.shape[1], Pw.shape[2], Pw.shape[3]))
     no_z = np.empty((0, G), gates.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
     scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
@@ -462,16 +472,9 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, Pw, bias, R, P,
         s, _ = _slots(t, keep)
         h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
         sg = _gate_slot(t, gates, outs)
-        if whole:
-            if fold:
-                packed_matmul(xin[t, b0:b1], Pw_all, gates[sg, b0:b1], tmp, False)
-            packed_matmul(h, P_all, gates[sg, b0:b1], tmp, True)
-        else:
-            for q in range(4):
-                out = gates[sg, b0:b1, q * U + u0:q * U + u1]
-                if fold:
-                    packed_matmul(xin[t, b0:b1], Pw[q], out, tmp, False)
-                packed_matmul(h, P[q], out, tmp, True)
+        if fold:
+            _blocks_product(xin[t, b0:b1], Pw, gates[sg, b0:b1], U, u0, u1, tmp, False)
+        _blocks_product(h, P, gates[sg, b0:b1], U, u0, u1, tmp, True)
         _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c,
                    outs, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
@@ -744,16 +747,10 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, P, tmp, b_in, b_rec, 
     U = G // 3
     for q in range(3):
         pack_into(R, q * U + u0, u1 - u0, P[q])
-    whole = u0 == 0 and u1 == U and U % P.shape[3] == 0      # as in the LSTM's
-    P_all = P.reshape((3 * P.shape[1], P.shape[2], P.shape[3]))
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
         h = _local(hs[_slots(t, keep)[0], b0:b1], rmask[b0:b1], hr, n)
-        if whole:
-            packed_matmul(h, P_all, rec[b0:b1], tmp)
-        else:
-            for q in range(3):
-                packed_matmul(h, P[q], rec[b0:b1, q * U + u0:q * U + u1], tmp)
+        _blocks_product(h, P, rec[b0:b1], U, u0, u1, tmp, False)
         _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return

@@ -144,17 +144,7 @@ def split_range(N, n, align):
     return [(i, min(i + chunk, N)) for i in range(0, N, chunk)]
 
 
-@njit(**JIT)
-def _spin_until_set(flags, idx, spins):
-    """Wait (spinning, no GIL) up to ``spins`` pauses for flags[idx] != 0; whether it became so."""
-    for _ in range(spins):
-        if _load_acquire(flags, idx) != 0:
-            return True
-        _pause()
-    return _load_acquire(flags, idx) != 0
-
-
-_GO, _DONE = 0, _STRIDE
+_GO, _DONE = 0, _STRIDE     # a worker's flags: told to start (1), number of the last task done
 
 
 @njit(**JIT)
@@ -174,7 +164,7 @@ def _idle(flags, finished, spins):
     whether one came."""
     if finished:
         _store_release(flags, _DONE, finished)
-    return _spin_until_set(flags, _GO, spins)
+    return _spin_until_reached(flags, _GO, 1, spins)
 
 
 @njit(**JIT)
@@ -335,8 +325,3 @@ def matmuls(pairs, n):
     with single_threaded():
         run_tasks([partial(run_share, share) for share in shares if share])
     return outs
-
-
-def matmul(a, b, n):
-    """a @ b (2-D) on ``n`` threads (``matmuls``)."""
-    return matmuls([(a, b)], n)[0]
