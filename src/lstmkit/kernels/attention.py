@@ -27,6 +27,8 @@ Example (one decoder step against 5 encoder states)::
 """
 import numpy as np
 
+from .dense import Deferred, resolve
+
 SCORES = ("dot", "general", "additive")
 
 
@@ -41,10 +43,10 @@ def attention_memory_forward(keys, score, W=None, W_k=None):
     check_score(score)
     if score == "dot":
         memory = keys
-    elif score == "general":
-        memory = keys @ W.T
     else:
-        memory = keys @ W_k
+        # One 2-D product: NumPy's batched (3-D) matmul against a shared matrix is several times slower.
+        M = W.T if score == "general" else W_k
+        memory = (keys.reshape(-1, keys.shape[-1]) @ M).reshape(*keys.shape[:-1], M.shape[1])
     return memory, (score, keys, W, W_k)
 
 
@@ -55,9 +57,11 @@ def attention_memory_backward(cache, d_memory):
         return {"keys": d_memory, "W": None, "W_k": None}
     flat_keys = keys.reshape(-1, keys.shape[-1])
     flat_d = d_memory.reshape(-1, d_memory.shape[-1])
+    M = W if score == "general" else W_k.T
+    d_keys = (flat_d @ M).reshape(keys.shape)
     if score == "general":
-        return {"keys": d_memory @ W, "W": flat_d.T @ flat_keys, "W_k": None}
-    return {"keys": d_memory @ W_k.T, "W": None, "W_k": flat_keys.T @ flat_d}
+        return {"keys": d_keys, "W": flat_d.T @ flat_keys, "W_k": None}
+    return {"keys": d_keys, "W": None, "W_k": flat_keys.T @ flat_d}
 
 
 def attention_forward(query, memory, values, mask, score, W_q=None, v=None):
@@ -86,15 +90,18 @@ def attention_forward(query, memory, values, mask, score, W_q=None, v=None):
     return context, weights, cache
 
 
-def attention_backward(cache, d_context, d_weights=None):
+def attention_backward(cache, d_context, d_weights=None, *, key_grads=True):
     """Back-propagate through :func:`attention_forward`. ``d_context`` (B, T, Dv); ``d_weights``
     (B, T, S) or None. Returns a dict with ``query``, ``memory``, ``values``, ``W_q`` and ``v``
-    (the last two None unless additive)."""
+    (the last two None unless additive). ``key_grads=False``: ``values`` and (dot, general)
+    ``memory`` are :class:`~lstmkit.kernels.dense.Deferred`, for a decoder stepped T times to sum them
+    with one product of T rows per sentence (:func:`~lstmkit.kernels.dense.resolve`); only
+    ``query`` is needed at each step."""
     score, query, memory, values, weights, hidden, W_q, v = cache
     d_w = d_context @ values.transpose(0, 2, 1)                      # (B, T, S)
     if d_weights is not None:
         d_w = d_w + d_weights
-    d_values = weights.transpose(0, 2, 1) @ d_context                # (B, S, Dv)
+    d_values = Deferred(weights, d_context)                           # (B, S, Dv)
     # softmax: d_s = w * (d_w - sum_j d_w_j w_j); zero at masked positions since w is 0 there
     d_scores = weights * (d_w - (d_w * weights).sum(axis=-1, keepdims=True))
     if score == "additive":
@@ -104,7 +111,11 @@ def attention_backward(cache, d_context, d_weights=None):
         d_memory = d_pre.sum(axis=1)                                  # (B, S, A)
         d_query = d_qproj @ W_q.T
         d_Wq = query.reshape(-1, query.shape[-1]).T @ d_qproj.reshape(-1, d_qproj.shape[-1])
-        return {"query": d_query, "memory": d_memory, "values": d_values, "W_q": d_Wq, "v": d_v}
-    d_query = d_scores @ memory                                       # (B, T, Dq)
-    d_memory = d_scores.transpose(0, 2, 1) @ query                    # (B, S, Dq)
-    return {"query": d_query, "memory": d_memory, "values": d_values, "W_q": None, "v": None}
+        g = {"query": d_query, "memory": d_memory, "values": d_values, "W_q": d_Wq, "v": d_v}
+    else:
+        g = {"query": d_scores @ memory,                              # (B, T, Dq)
+             "memory": Deferred(d_scores, query),                     # (B, S, Dq)
+             "values": d_values, "W_q": None, "v": None}
+    if key_grads:
+        g["values"], g["memory"] = resolve([g["values"]]), resolve([g["memory"]])
+    return g

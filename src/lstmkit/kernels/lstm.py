@@ -26,6 +26,7 @@ and the time loop is the plain NumPy one.
 import numpy as np
 
 from . import activations, backend
+from .dense import Deferred, resolve
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
 
@@ -100,13 +101,14 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     return to_batch_major(outs, reverse), h, c, cache
 
 
-def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
+def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=True):
     """Back-propagate through :func:`lstm_forward`.
 
     ``d_outputs`` (B, T, P), ``d_h`` (B, P) and ``d_c`` (B, U) are the gradients of the loss with
     respect to the forward's results (P = U without a projection); any may be None (zero). Returns a
     dict with ``x``, ``h0``, ``c0``, ``kernel``, ``recurrent_kernel``, ``bias`` (None without bias)
-    and, with a projection, ``projection``.
+    and, with a projection, ``projection``. ``weight_grads=False``: the weights' gradients are
+    :class:`~lstmkit.kernels.dense.Deferred` (see :func:`~lstmkit.kernels.dense.resolve`).
     """
     (xs, ms, kernel, recurrent_kernel, has_bias, gates, hs, cs, act_c, rmask, reverse, mode,
      activation, recurrent_activation, projection) = cache
@@ -159,18 +161,20 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None):
                 dh = dh_gate + dh * (1 - m)
                 dc = dc_new * f + dc * (1 - m)
     dz2 = dz.reshape(T * B, 4 * U)
-    h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
-    d_x, d_kernel, d_rk = backend.matmuls([(dz2, kernel.T), (xs.reshape(T * B, xs.shape[2]).T, dz2),
-                                           (h_in.reshape(T * B, P).T, dz2)], threaded)
-    grads = {
-        "x": to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse),
-        "h0": dh,
-        "c0": dc,
-        "kernel": d_kernel,
-        "recurrent_kernel": d_rk,
-        "bias": dz2.sum(axis=0) if has_bias else None,
-    }
+    h_in = (hs[:-1] if rmask is None else hs[:-1] * rmask).reshape(T * B, P)
+    x2 = xs.reshape(T * B, xs.shape[2])
+    grads = {"kernel": Deferred(x2, dz2), "recurrent_kernel": Deferred(h_in, dz2),
+             "bias": Deferred(None, dz2) if has_bias else None}
     if projection is not None:
         m_all = gates[:, :, 3 * U:] * act_c       # o * act(c_t) of every step, (T, B, U)
-        grads["projection"] = m_all.reshape(T * B, U).T @ dh_steps.reshape(T * B, P)
+        grads["projection"] = Deferred(m_all.reshape(T * B, U), dh_steps.reshape(T * B, P))
+    if weight_grads:
+        d_x, grads["kernel"], grads["recurrent_kernel"] = backend.matmuls(
+            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded)
+        for name in ("bias", "projection"):
+            if grads.get(name) is not None:
+                grads[name] = resolve([grads[name]])
+    else:
+        d_x = backend.matmul(dz2, kernel.T, threaded)
+    grads.update(x=to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse), h0=dh, c0=dc)
     return grads

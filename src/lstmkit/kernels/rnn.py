@@ -9,6 +9,7 @@ Shapes: x (B, T, I), mask (B, T) or None, h0 (B, U), outputs (B, T, U), h (B, U)
 import numpy as np
 
 from . import activations
+from .dense import Deferred, resolve
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
 
@@ -44,8 +45,9 @@ def rnn_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reverse=False,
     return to_batch_major(outs, reverse), h, cache
 
 
-def rnn_backward(cache, d_outputs=None, d_h=None):
-    """Back-propagate through :func:`rnn_forward`. Returns a dict like :func:`lstm_backward`'s, without c0."""
+def rnn_backward(cache, d_outputs=None, d_h=None, *, weight_grads=True):
+    """Back-propagate through :func:`rnn_forward`. Returns a dict like :func:`lstm_backward`'s, without c0
+    (``weight_grads`` as there)."""
     xs, ms, kernel, recurrent_kernel, has_bias, new, hs, rmask, reverse, mode, activation = cache
     _, dact = activations.get(activation)
     T, B, _ = xs.shape
@@ -70,10 +72,15 @@ def rnn_backward(cache, d_outputs=None, d_h=None):
         dh = dh_prev if m is None else dh_prev + dh * (1 - m)
     dz2 = dz.reshape(T * B, U)
     h_in = hs[:-1] if rmask is None else hs[:-1] * rmask
-    return {
+    grads = {
         "x": to_batch_major((dz2 @ kernel.T).reshape(T, B, kernel.shape[0]), reverse),
         "h0": dh,
-        "kernel": xs.reshape(T * B, xs.shape[2]).T @ dz2,
-        "recurrent_kernel": h_in.reshape(T * B, U).T @ dz2,
-        "bias": dz2.sum(axis=0) if has_bias else None,
+        "kernel": Deferred(xs.reshape(T * B, xs.shape[2]), dz2),
+        "recurrent_kernel": Deferred(h_in.reshape(T * B, U), dz2),
+        "bias": Deferred(None, dz2) if has_bias else None,
     }
+    if weight_grads:
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            if grads[name] is not None:
+                grads[name] = resolve([grads[name]])
+    return grads

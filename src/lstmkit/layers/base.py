@@ -12,11 +12,13 @@ back-propagated in any order::
 Parameters are built lazily from the first input and are only ever updated in place, so an optimizer
 or a container may hold references to them.
 """
+import contextlib
 import itertools
 
 import numpy as np
 
 from .. import initializers
+from ..kernels.dense import Deferred, resolve
 
 _FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 _counters = {}
@@ -41,6 +43,8 @@ def unique_name(prefix):
 class Layer:
     """Base class of every layer. Subclasses implement ``build``, ``forward`` and ``backward``."""
 
+    _deferred = None     # {key: [Deferred, ...]} inside deferred_grads()
+
     def __init__(self, *, name=None, dtype="float32", seed=None):
         self.name = name or unique_name(_snake(type(self).__name__))
         self.dtype = float_dtype(dtype)
@@ -55,7 +59,9 @@ class Layer:
     # -- parameters ---------------------------------------------------------------------------
     def add_weight(self, key, shape, initializer="zeros", argument=None):
         init = initializers.get(initializer, argument or f"{key}_initializer")
-        value = np.asarray(init(tuple(shape), self._init_rng, self.dtype), self.dtype)
+        # C order whatever the initializer returns (orthogonal: the transpose of a QR factor), as the
+        # kernels' products and packing read rows fastest.
+        value = np.ascontiguousarray(init(tuple(shape), self._init_rng, self.dtype), self.dtype)
         if value.shape != tuple(shape):
             raise ValueError(f"{argument or key}: initializer returned shape {value.shape}, "
                              f"expected {tuple(shape)}")
@@ -103,8 +109,36 @@ class Layer:
         return self.forward(*args, training=False, **kwargs)[0]
 
     def accumulate(self, key, value):
-        if value is not None:
+        """Add a gradient into ``grads[key]``; a :class:`~lstmkit.kernels.dense.Deferred` one is kept
+        until :meth:`deferred_grads` ends."""
+        if isinstance(value, Deferred):
+            self._deferred.setdefault(key, []).append(value)
+        elif value is not None:
             self.grads[key] += value
+
+    @property
+    def defers_grads(self):
+        """Whether backward passes now keep the factors of the weights' gradients (kernels'
+        ``weight_grads=False``) instead of computing them."""
+        return self._deferred is not None
+
+    @contextlib.contextmanager
+    def deferred_grads(self):
+        """Compute the weights' gradients of every backward pass made inside, once, on leaving: a layer
+        called step by step (a decoder) then makes one product of T·B rows per weight instead of T
+        products of B rows, each added into ``grads``. The sums are the same. Layers whose kernels
+        cannot defer (GRU) add their gradients at once, as outside. If the block raises, the kept
+        gradients are dropped."""
+        if self._deferred is not None:
+            raise RuntimeError(f"{self.name}: deferred_grads() is already active")
+        self._deferred = {}
+        try:
+            yield self
+            kept = self._deferred
+        finally:
+            self._deferred = None
+        for key, parts in kept.items():
+            self.grads[key] += resolve(parts)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"

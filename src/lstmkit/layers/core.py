@@ -45,7 +45,7 @@ class Dense(Layer):
 
     def backward(self, cache, grad):
         """Returns the gradient of x; adds the parameters' gradients into ``grads``."""
-        g = kernels.dense_backward(cache, grad)
+        g = kernels.dense_backward(cache, grad, weight_grads=not self.defers_grads)
         self.accumulate("kernel", g["kernel"])
         self.accumulate("bias", g["bias"])
         return g["x"]

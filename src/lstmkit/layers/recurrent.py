@@ -434,7 +434,7 @@ class LSTM(_Recurrent):
         return kernels.lstm_forward(x, mask, h0, c0, kernel, rk, bias, projection=projection, **opts)
 
     def _kernel_backward(self, cache, d_out, d_state):
-        return kernels.lstm_backward(cache, d_out, *d_state)
+        return kernels.lstm_backward(cache, d_out, *d_state, weight_grads=not self.defers_grads)
 
     def get_config(self):
         return {**super().get_config(), "proj_size": self.proj_size,
@@ -500,7 +500,7 @@ class SimpleRNN(_Recurrent):
                                    activation=self.activation, recurrent_dropout_mask=rmask)
 
     def _kernel_backward(self, cache, d_out, d_state):
-        return kernels.rnn_backward(cache, d_out, d_state[0])
+        return kernels.rnn_backward(cache, d_out, d_state[0], weight_grads=not self.defers_grads)
 
 
 class BidirectionalResult(RecurrentResult):

@@ -97,8 +97,10 @@ class Attention(Layer):
                                                   W_q=self.params.get("W_q"), v=self.params.get("v"))
         return (ctx, w), cache
 
-    def backward(self, cache, grad):
-        g = kernels.attention_backward(cache, grad)
+    def backward(self, cache, grad, *, key_grads=True):
+        """The gradients of the query, memory and values (``key_grads`` as in
+        ``kernels.attention_backward``); adds W_q's and v's into ``grads``."""
+        g = kernels.attention_backward(cache, grad, key_grads=key_grads)
         self.accumulate("W_q", g["W_q"])
         self.accumulate("v", g["v"])
         return g
@@ -365,23 +367,25 @@ class Seq2Seq:
         B, T, _ = d_out.shape
         E = self.config["embedding_size"]
         Hk = keys_shape[-1]
-        d_keys = np.zeros(keys_shape, self.dtype)
-        d_memory = None
         d_y = np.empty((B, T, E), self.dtype)
         d_feed = np.zeros((B, self.feed_size), self.dtype)
         d_state = None
-        for t in range(T - 1, -1, -1):
-            c_lstm, c_att, c_a = steps[t]
-            d_cat = self.attentional.backward(c_a, (d_out[:, t] + d_feed)[:, None])
-            g = self.attention.backward(c_att, d_cat[..., :Hk])
-            d_keys += g["values"]
-            d_memory = g["memory"] if d_memory is None else d_memory + g["memory"]
-            d_h = d_cat[..., Hk:] + g["query"]
-            gl = self.decoder.backward(c_lstm, (d_h, d_state))
-            d_state = gl.initial_state
-            d_y[:, t] = gl.inputs[:, 0, :E]
-            d_feed = gl.inputs[:, 0, E:]
-        return d_y, d_state, d_keys, d_memory
+        d_values, d_memory = [], []
+        # Only the query's gradient is needed step by step; the gradients of the keys and memory and
+        # of the decoder's and the attentional layer's weights are each one product over all steps.
+        with self.decoder.deferred_grads(), self.attentional.deferred_grads():
+            for t in range(T - 1, -1, -1):
+                c_lstm, c_att, c_a = steps[t]
+                d_cat = self.attentional.backward(c_a, (d_out[:, t] + d_feed)[:, None])
+                g = self.attention.backward(c_att, d_cat[..., :Hk], key_grads=False)
+                d_values.append(g["values"])
+                d_memory.append(g["memory"])
+                d_h = d_cat[..., Hk:] + g["query"]
+                gl = self.decoder.backward(c_lstm, (d_h, d_state))
+                d_state = gl.initial_state
+                d_y[:, t] = gl.inputs[:, 0, :E]
+                d_feed = gl.inputs[:, 0, E:]
+        return d_y, d_state, kernels.dense.resolve(d_values), kernels.dense.resolve(d_memory)
 
     # -- one decoding step (inference) ----------------------------------------------------------
     def start(self, src, src_lengths):
