@@ -39,6 +39,7 @@ from peers import PEERS, Problem  # noqa: E402
 CLOCK = time.perf_counter
 
 PEER_ORDER = ["lstmkit", "torch", "onnxruntime", "keras"]
+NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "keras": "Keras 3"}
 
 
 def timeit(fn, repeats, min_time=0.02):
@@ -160,29 +161,55 @@ def memory(args):
 
 
 def seq2seq_cases(args):
-    """Seq2seq training step and greedy/beam decoding: lstmkit's compiled loops vs its NumPy loops."""
+    """Seq2seq training step and greedy/beam decoding: lstmkit (its compiled loops, and its NumPy
+    loops) against the same model in PyTorch and, decoding only, ONNX Runtime."""
     try:
-        from seq2seq_cases import build_cases
-        cases = build_cases()
+        import seq2seq_cases as s2s
+        setup = s2s.build_setup()
     except ImportError as e:
         return f"skipped: {e}"
     from lstmkit import kernels
-    lines = ["| seq2seq case | lstmkit ms (compiled loops) | lstmkit ms (NumPy loops) | ratio |",
-             "|---|---|---|---|"]
-    for name, fn in cases.items():
+    mine = s2s.build_lstmkit(setup)
+    built, notes = {}, []
+    for peer, build in s2s.PEERS.items():
+        if peer not in args.peers:
+            continue
+        try:
+            built[peer] = build(setup, args.threads)
+        except ImportError as e:
+            notes.append(f"Skipped {NAMES[peer]}: {e}")
+    # Outputs compared: the teacher-forced logits (dropout off) and the first decoding step.
+    flagged = set()
+    for peer, cases in built.items():
+        for key in ("logits", "first_step"):
+            if key in cases and np.abs(cases[key]() - mine[key]()).max() > 1e-4:
+                flagged.add(peer)
+    names = s2s.case_names()
+    lines = ["| seq2seq case | lstmkit ms | lstmkit NumPy loops ms / ratio | "
+             + " | ".join(f"{NAMES[p]} ms / ratio" for p in built) + " |",
+             "|---|---|---|" + "---|" * len(built)]
+    for key, name in names.items():
         times = {}
         for backend in ["numba", "numpy"]:
             try:
                 kernels.set_backend(backend)
             except ImportError:
                 continue
-            times[backend] = timeit(fn, args.repeats, 0.2)
+            times[backend] = timeit(mine[key], args.repeats, 0.2)
         kernels.set_backend("auto")
-        fast, plain = times.get("numba"), times["numpy"]
-        lines.append(f"| {name} | {'-' if fast is None else f'{fast * 1e3:.1f}'} | {plain * 1e3:.1f} | "
-                     f"{'-' if fast is None else f'{plain / fast:.2f}x'} |")
+        base = times.get("numba", times["numpy"])
+        cells = [f"{base * 1e3:.1f}", cell(times["numpy"] if "numba" in times else None, base)]
+        for peer, cases in built.items():
+            t = timeit(cases[key], args.repeats, 0.2) if key in cases else None
+            cells.append(cell(t, base) + (" (!)" if t is not None and peer in flagged else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    return "\n\n" + "\n".join(lines)
+    return "\n\n" + "\n".join(lines + [""] + notes)
+
+
+def cell(t, base):
+    """``ms / ratio`` of a peer's time against lstmkit's, or ``-``."""
+    return "-" if t is None else f"{t * 1e3:.1f} / {t / base:.2f}x"
 
 
 def worst(rows):
@@ -205,7 +232,7 @@ def summary(rows, peak):
         return f"{sum(x >= at_least for x in rs)}/{len(rs)} cases (min {min(rs):.2f}x, median " \
                f"{float(np.median(rs)):.2f}x, max {max(rs):.2f}x)" if rs else "no cases"
     lines = []
-    for peer, name in [("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime"), ("keras", "Keras 3")]:
+    for peer, name in NAMES.items():
         lines.append(f"- forward >= 1.0x {name}: {count(ratios('fwd', peer), 1.0)}")
     lines.append(f"- forward+backward >= 1.0x PyTorch: {count(ratios('fwdbwd', 'torch'), 1.0)}")
     lines.append(f"- forward+backward >= 2.0x PyTorch at B <= 8: "
