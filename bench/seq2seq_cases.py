@@ -8,8 +8,7 @@ they ask the model for ``start(src, src_lengths)`` and ``step(state, tokens)`` a
 with ``state.select(rows)``. The bookkeeping is the same Python code for every library; the network's
 computation is each library's own. The PyTorch model is written the way a PyTorch user would write
 it: ``pack_padded_sequence`` for the encoder, ``nn.LSTMCell`` stepped for the decoder. No Keras model
-of it is built (Keras has no masked bidirectional encoder state handed to an input-feeding decoder
-without a custom layer), so Keras has no column here.
+of it is built (its input-feeding decoder needs a custom layer in Keras), so Keras has no column.
 """
 from typing import NamedTuple
 
