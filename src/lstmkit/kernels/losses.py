@@ -32,6 +32,8 @@ loss's shape for ``reduction="none"``). Inputs must already be validated (see ``
 """
 import numpy as np
 
+from .activations import log_softmax
+
 EPSILON = 1e-7
 REDUCTIONS = ("sum_over_batch_size", "mean", "per_sequence", "sum", "none")
 
@@ -67,9 +69,6 @@ def reduce_backward(cache, d_loss=None):
 
 
 # -- categorical cross-entropy -------------------------------------------------------------------
-def _log_softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def sparse_categorical_crossentropy(y_pred, labels, *, from_logits=False, label_smoothing=0.0,
@@ -83,10 +82,10 @@ def sparse_categorical_crossentropy(y_pred, labels, *, from_logits=False, label_
     if mask is not None:
         labels = np.where(mask, labels, 0)
     if from_logits:
-        logp, clipped = _log_softmax(y_pred), None
+        logp, clipped = log_softmax(y_pred), None
     else:
         clipped = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
-        logp = _log_softmax(np.log(clipped))
+        logp = log_softmax(np.log(clipped))
     s, C = label_smoothing, y_pred.shape[-1]
     per = -(1.0 - s) * np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
     if s:
@@ -122,7 +121,7 @@ def categorical_crossentropy(y_pred, y_true, *, from_logits=False, label_smoothi
 
 def _categorical(y_pred, q, from_logits, weights, mask, reduction):
     if from_logits:
-        logp = _log_softmax(y_pred)
+        logp = log_softmax(y_pred)
         prob_cache = None
     else:
         total = y_pred.sum(axis=-1, keepdims=True)

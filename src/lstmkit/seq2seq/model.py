@@ -410,8 +410,7 @@ class Seq2Seq:
             weights = w[:, 0]
             feed = h[:, 0] if self.input_feeding else feed
         logits = self.output(h[:, 0])
-        logp = logits - logits.max(-1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+        logp = kernels.activations.log_softmax(logits)
         return logp, weights, DecoderState(res.state, feed, ds.keys, ds.memory, ds.mask)
 
 
