@@ -103,6 +103,19 @@ def test_beam_size_one_is_greedy(kind, rng):
             np.testing.assert_allclose(g.attention, b.attention)
 
 
+def test_beam_top_k_orders_as_a_stable_sort():
+    """The beam's top-k selection (a partition) picks and orders exactly as a stable argsort: ties in
+    column order, also at the k-th value and among -inf (dead beams)."""
+    from lstmkit.seq2seq.search import _top_k
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        B, N = rng.integers(1, 5), rng.integers(1, 40)
+        k = rng.integers(1, N + 1)
+        v = rng.integers(-3, 3, size=(B, N)).astype(float)     # many ties
+        v[rng.random((B, N)) < 0.2] = -np.inf
+        np.testing.assert_array_equal(_top_k(v, k), np.argsort(-v, axis=1, kind="stable")[:, :k])
+
+
 def test_beam_finds_at_least_greedy_score(rng):
     model = small("dot_feed", seed=5)
     batch = random_batch(rng)

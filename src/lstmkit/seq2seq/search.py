@@ -95,8 +95,7 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
         logp, w, ds = model.step(ds, tokens)
         V = logp.shape[-1]
         cand = (scores[:, :, None] + logp.reshape(B, K, V)).reshape(B, K * V)
-        # top K candidates of every sentence, best first (stable order for ties, as argmax)
-        top = np.argsort(-cand, axis=1, kind="stable")[:, :K]
+        top = _top_k(cand, K)
         new_scores = np.take_along_axis(cand, top, 1)
         src_beam, word = top // V, top % V
         rows = (np.arange(B)[:, None] * K + src_beam).reshape(-1)
@@ -143,6 +142,19 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
         results.append(Hypothesis(list(toks), float(score),
                                   _stack(atts, src_lengths[b]) if model.attention is not None else None))
     return results
+
+
+def _top_k(values, k):
+    """The columns of the ``k`` largest values of every row, best first, ties in column order (as a
+    stable sort, or argmax, orders them): a partition, then a sort of k per row (a whole sort of the
+    K * V candidates took most of a beam step)."""
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1:k]          # the k-th largest of each row
+    above, tied = values > kth, values == kth
+    # The ties at the k-th value that make up k, leftmost first.
+    take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+    cols = np.nonzero(take)[1].reshape(len(values), k)                 # row by row, columns ascending
+    order = np.argsort(-np.take_along_axis(values, cols, 1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, 1)
 
 
 def _stack(rows, width):
