@@ -39,26 +39,32 @@ def greedy_search(model, src, src_lengths, *, max_len=None):
     ds = model.start(src, src_lengths)
     tokens = np.full(B, BOS)
     done = np.zeros(B, bool)
-    out = [[] for _ in range(B)]
-    atts = [[] for _ in range(B)]
+    emitted = np.zeros(B, int)        # tokens so far, without </s>: row b's are the first steps'
     scores = np.zeros(B)
+    steps, weights = [], []
     for t in range(int(limits.max())):
         logp, w, ds = model.step(ds, tokens)
         tokens = logp.argmax(-1)
-        for b in np.flatnonzero(~done):
-            scores[b] += logp[b, tokens[b]]
-            if tokens[b] == EOS:
-                done[b] = True
-                continue
-            out[b].append(int(tokens[b]))
-            if w is not None:
-                atts[b].append(w[b, :src_lengths[b]])
-            if len(out[b]) >= limits[b]:
-                done[b] = True
+        live = np.flatnonzero(~done)
+        scores[live] += logp[live, tokens[live]]
+        ended = tokens[live] == EOS
+        grown = live[~ended]
+        emitted[grown] += 1
+        done[live[ended]] = True
+        done[grown] = emitted[grown] >= limits[grown]
+        steps.append(tokens)
+        weights.append(w)
         if done.all():
             break
-    return [Hypothesis(out[b], float(scores[b]),
-                       _stack(atts[b], src_lengths[b]) if model.attention is not None else None)
+    steps = np.stack(steps)
+    weights = np.stack(weights) if model.attention is not None else None
+
+    def attention(b):
+        n, width = emitted[b], int(src_lengths[b])
+        return weights[:n, b, :width].copy() if n else np.zeros((0, width))
+
+    return [Hypothesis(steps[:emitted[b], b].tolist(), float(scores[b]),
+                       attention(b) if weights is not None else None)
             for b in range(B)]
 
 
