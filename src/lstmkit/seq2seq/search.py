@@ -154,11 +154,17 @@ def _top_k(values, k):
     """The columns of the ``k`` largest values of every row, best first, ties in column order (as a
     stable sort, or argmax, orders them): a partition, then a sort of k per row (a whole sort of the
     K * V candidates took most of a beam step)."""
-    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1:k]          # the k-th largest of each row
-    above, tied = values > kth, values == kth
-    # The ties at the k-th value that make up k, leftmost first.
-    take = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-    cols = np.nonzero(take)[1].reshape(len(values), k)                 # row by row, columns ascending
+    cols = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(values, cols, 1).min(axis=1, keepdims=True)     # the k-th largest
+    tied = values == kth
+    # Where more columns share the k-th value than were taken, take the leftmost of them.
+    short = np.flatnonzero(tied.sum(axis=1) > (np.take_along_axis(values, cols, 1) == kth).sum(axis=1))
+    if short.size:
+        v, t = values[short], tied[short]
+        above = v > kth[short]
+        take = above | (t & (np.cumsum(t, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+        cols[short] = np.nonzero(take)[1].reshape(len(short), k)
+    cols.sort(axis=1)
     order = np.argsort(-np.take_along_axis(values, cols, 1), axis=1, kind="stable")
     return np.take_along_axis(cols, order, 1)
 
