@@ -513,3 +513,38 @@ def test_single_threaded_blas_sets_and_restores_every_openblas():
     with blas.single_threaded():
         assert [get() for get, _ in libs] == [1] * len(libs)
     assert [get() for get, _ in libs] == before
+
+
+def test_products_take_lstmkit_threads_only_while_blas_runs_on_one(monkeypatch):
+    """With NumPy's OpenBLAS on one thread the kernels' large products are split across lstmkit's
+    threads (the translator trains so); with OpenBLAS's own threads, or small products, NumPy's
+    products run as they are. The results are NumPy's either way."""
+    from lstmkit.kernels import blas
+    from lstmkit.kernels import numba_threads as threads
+    if not blas.openblas():
+        pytest.skip("NumPy uses no OpenBLAS here")
+    calls = []
+    real = threads.matmuls
+    monkeypatch.setattr(threads, "matmuls", lambda pairs, n: calls.append(n) or real(pairs, n))
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 256)).astype(np.float32)
+    layer_kernel = rng.normal(size=(256, 512)).astype(np.float32)      # 8M multiply-adds
+    previous = kernels.set_num_threads(2)
+    try:
+        with blas.single_threaded():
+            y, cache = kernels.dense_forward(x, layer_kernel)
+            g = kernels.dense_backward(cache, np.ones_like(y))
+            kernels.dense_forward(x[:4, :8], layer_kernel[:8, :8])     # small: on one BLAS thread
+        assert calls == [2, 2]                  # the forward, then both backward products at once
+        np.testing.assert_allclose(y, x @ layer_kernel, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(g["kernel"], x.T @ np.ones_like(y), rtol=1e-5, atol=1e-4)
+        calls.clear()
+        if blas.openblas()[0][0]() > 1:
+            kernels.dense_forward(x, layer_kernel)
+            assert calls == []
+        kernels.set_num_threads(1)
+        with blas.single_threaded():
+            kernels.dense_forward(x, layer_kernel)
+        assert calls == []
+    finally:
+        kernels.set_num_threads(previous)

@@ -27,6 +27,7 @@ Example (one decoder step against 5 encoder states)::
 """
 import numpy as np
 
+from . import backend
 from .dense import Deferred, resolve
 
 SCORES = ("dot", "general", "additive")
@@ -46,7 +47,7 @@ def attention_memory_forward(keys, score, W=None, W_k=None):
     else:
         # One 2-D product: NumPy's batched (3-D) matmul against a shared matrix is several times slower.
         M = W.T if score == "general" else W_k
-        memory = (keys.reshape(-1, keys.shape[-1]) @ M).reshape(*keys.shape[:-1], M.shape[1])
+        memory = backend.matmul(keys.reshape(-1, keys.shape[-1]), M).reshape(*keys.shape[:-1], M.shape[1])
     return memory, (score, keys, W, W_k)
 
 
@@ -58,10 +59,11 @@ def attention_memory_backward(cache, d_memory):
     flat_keys = keys.reshape(-1, keys.shape[-1])
     flat_d = d_memory.reshape(-1, d_memory.shape[-1])
     M = W if score == "general" else W_k.T
-    d_keys = (flat_d @ M).reshape(keys.shape)
     if score == "general":
-        return {"keys": d_keys, "W": flat_d.T @ flat_keys, "W_k": None}
-    return {"keys": d_keys, "W": None, "W_k": flat_keys.T @ flat_d}
+        d_keys, d_W = backend.matmuls([(flat_d, M), (flat_d.T, flat_keys)])
+        return {"keys": d_keys.reshape(keys.shape), "W": d_W, "W_k": None}
+    d_keys, d_Wk = backend.matmuls([(flat_d, M), (flat_keys.T, flat_d)])
+    return {"keys": d_keys.reshape(keys.shape), "W": None, "W_k": d_Wk}
 
 
 def attention_forward(query, memory, values, mask, score, W_q=None, v=None):

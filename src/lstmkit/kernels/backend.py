@@ -104,25 +104,41 @@ def get_num_threads():
     return _threads
 
 
-# Below this many multiply-adds a time loop or a product is not worth splitting across threads
-# (starting them costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on).
+# Below this many multiply-adds a time loop is not worth splitting across threads (starting them
+# costs about 0.1 ms; measured: 2 threads win from B=32 T=20 U=128 on).
 PARALLEL_MIN_WORK = 1 << 25
 
+# From this many multiply-adds a product run on lstmkit's threads is split across them (below, one
+# BLAS thread is as fast: measured 8x512x2048 0.21 ms split against 0.34 on one thread; 32x256x256
+# 0.049 against 0.036 ms).
+PRODUCT_MIN_WORK = 1 << 22
 
-def matmuls(pairs, threaded):
-    """``[a @ b for a, b in pairs]`` (2-D) for the products of a recurrent kernel call whose time
-    loop runs on several threads (``threaded``; else plain NumPy): never with OpenBLAS's own threads
-    (see :mod:`.blas`: they would spin on the cores the loop needs), but split across the
-    loop's threads when large (or when ``b`` is too large for one core's cache: with few rows the
-    product streams it, and each thread then streams its share), else on one BLAS thread."""
-    if not threaded:
+
+def _blas_on_one_thread():
+    from .blas import openblas
+    libs = openblas()
+    return bool(libs) and all(get() == 1 for get, _ in libs)
+
+
+def matmuls(pairs, threaded=False):
+    """``[a @ b for a, b in pairs]`` (2-D), the products of lstmkit's kernels.
+
+    The products of a call whose time loop is split across lstmkit's threads (``threaded``), and every
+    product while NumPy's OpenBLAS is on one thread (``blas.single_threaded()``, as the translator
+    trains; ``OPENBLAS_NUM_THREADS=1``), run on lstmkit's threads (with the compiled loops on more
+    than one): split across them when large (or when ``b`` is too large for one core's cache: with
+    few rows the product streams it, and each thread then streams its share), else on one BLAS
+    thread. Never on OpenBLAS's own threads, which spin on the cores for about 0.1 s after each
+    product and take them from a loop split across them (see :mod:`.blas`). Elsewhere: NumPy's
+    products as they are."""
+    if not threaded and not (get_num_threads() > 1 and _blas_on_one_thread() and get_backend() == "numba"):
         return [a @ b for a, b in pairs]
     from . import numba_threads as threads
     from .blas import single_threaded
 
     def split(a, b):
         work = a.shape[0] * a.shape[1] * b.shape[1]
-        return work >= PARALLEL_MIN_WORK or (b.nbytes > 2 << 20 and work >= PARALLEL_MIN_WORK // 4)
+        return work >= PRODUCT_MIN_WORK or (b.nbytes > 2 << 20 and work >= PRODUCT_MIN_WORK // 4)
 
     out = [None] * len(pairs)
     large = [k for k, (a, b) in enumerate(pairs) if split(a, b)]
@@ -136,6 +152,6 @@ def matmuls(pairs, threaded):
     return out
 
 
-def matmul(a, b, threaded):
+def matmul(a, b, threaded=False):
     """``a @ b``, as :func:`matmuls`."""
     return matmuls([(a, b)], threaded)[0]

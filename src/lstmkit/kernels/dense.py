@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import activations
+from . import activations, backend
 
 
 class Deferred(NamedTuple):
@@ -34,7 +34,8 @@ def resolve(parts):
         if deferred[0].inputs is None:
             total = d.sum(axis=-2)
         else:
-            total = np.swapaxes(rows([p.inputs for p in deferred]), -1, -2) @ d
+            a = np.swapaxes(rows([p.inputs for p in deferred]), -1, -2)
+            total = backend.matmul(a, d) if d.ndim == 2 else a @ d
     for p in parts:
         if not isinstance(p, Deferred):
             total = p if total is None else total + p
@@ -46,7 +47,7 @@ def dense_forward(x, kernel, bias=None, activation=None):
     act, _ = activations.get(activation)
     # One 2-D product: a batched matmul over a strided 3-D view (e.g. time-major outputs seen
     # batch-major) is up to hundreds of times slower than flattening first.
-    y = (x.reshape(-1, x.shape[-1]) @ kernel).reshape(*x.shape[:-1], kernel.shape[1])
+    y = backend.matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
     if bias is not None:
         y += bias
     y = act(y)
@@ -61,8 +62,12 @@ def dense_backward(cache, d_y, *, weight_grads=True):
     dz = d_y if activation in (None, "linear") else d_y * dact(y)
     dz2 = dz.reshape(-1, dz.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
+    if weight_grads:
+        d_x, d_kernel = backend.matmuls([(dz2, kernel.T), (x2.T, dz2)])
+    else:
+        d_x, d_kernel = backend.matmul(dz2, kernel.T), Deferred(x2, dz2)
     return {
-        "x": (dz2 @ kernel.T).reshape(x.shape),
-        "kernel": x2.T @ dz2 if weight_grads else Deferred(x2, dz2),
+        "x": d_x.reshape(x.shape),
+        "kernel": d_kernel,
         "bias": None if not has_bias else dz2.sum(axis=0) if weight_grads else Deferred(None, dz2),
     }

@@ -23,10 +23,12 @@ GIL. (Handing over in Python cost about 45 us a call, most of a small loop.)
 
 **Products.** NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s after each
 multi-threaded product. A time loop split across the cores in that window shares a core with a
-spinning thread and runs slower than on one core. So the products of a call whose loop is split
-run here instead (``matmuls``): rows (or, with few rows, columns) split across this pool, each a
-one-thread BLAS product (OpenBLAS told so for the duration), which leaves no spinning thread
-behind. Where NumPy uses another BLAS, the products run as they are.
+spinning thread and runs slower than on one core. So the products of a call whose loop is split,
+and every product of the kernels while OpenBLAS is on one thread (the translator trains so: OpenBLAS's
+spinning threads are slow on a busy machine), run here instead (``backend.matmuls``): rows (or, with
+few rows, columns) split across this pool, each a one-thread BLAS product (OpenBLAS told so for the
+duration), which leaves no spinning thread behind. Where NumPy uses another BLAS, the products run
+as they are.
 """
 import os
 import platform
