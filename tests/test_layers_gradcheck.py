@@ -144,3 +144,7 @@ def test_deferred_grads_are_dropped_when_the_block_raises_and_cannot_nest():
                 pass
     layer.backward(cache, np.ones_like(y))        # outside again: added at once
     assert layer.grads["kernel"].any()
+    from lstmkit.kernels.dense import Deferred
+    before = layer.grads["bias"].copy()
+    layer.accumulate("bias", Deferred(None, np.ones((2, 3))))   # a deferred one outside: at once too
+    np.testing.assert_array_equal(layer.grads["bias"], before + 2)

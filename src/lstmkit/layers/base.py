@@ -110,11 +110,11 @@ class Layer:
 
     def accumulate(self, key, value):
         """Add a gradient into ``grads[key]``; a :class:`~lstmkit.kernels.dense.Deferred` one is kept
-        until :meth:`deferred_grads` ends."""
-        if isinstance(value, Deferred):
+        until :meth:`deferred_grads` ends (outside it, computed and added at once)."""
+        if isinstance(value, Deferred) and self._deferred is not None:
             self._deferred.setdefault(key, []).append(value)
         elif value is not None:
-            self.grads[key] += value
+            self.grads[key] += resolve([value])
 
     @property
     def defers_grads(self):
