@@ -7,7 +7,9 @@
 Every peer runs the same layer on the same inputs and weights (converted from Keras's layout); a peer
 whose outputs differ from lstmkit's by more than 1e-4 is flagged. Each time is the minimum over
 ``--repeats`` measurements (the machine may be shared). GFLOP/s counts matrix-multiply FLOPs only.
-The ceiling is NumPy's float32 matrix-multiply rate on a square product.
+The ceiling is NumPy's float32 matrix-multiply rate on a square product. The run ends with the
+seq2seq cases (``bench/seq2seq_cases.py``: a training step, greedy and beam decoding of the
+translator's model against the same model in PyTorch and ONNX Runtime; ``--no-seq2seq`` skips them).
 """
 import argparse
 import datetime
