@@ -240,6 +240,30 @@ def test_float32_log_softmax_is_accurate(shape):
     np.testing.assert_array_equal(np.isnan(plain), np.isnan(got[..., ::-1]))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_float32_crossentropy_gradient_equals_numpy(smoothing):
+    """The compiled gradient of the sparse cross-entropy (from logits, float32) is NumPy's to float
+    rounding, masked positions and every reduction included."""
+    from lstmkit.kernels import losses
+    rng = np.random.default_rng(4)
+    z = (rng.normal(size=(6, 5, 37)) * 3).astype(np.float32)
+    labels = rng.integers(0, 37, size=(6, 5))
+    mask = rng.random((6, 5)) < 0.7
+    for reduction in ("sum_over_batch_size", "per_sequence", "sum", "none"):
+        grads = {}
+        for name in ("numba", "numpy"):
+            backend.set_backend(name)
+            try:
+                _, cache = losses.sparse_categorical_crossentropy(
+                    z, labels, from_logits=True, label_smoothing=smoothing, mask=mask, reduction=reduction)
+                grads[name] = losses.sparse_categorical_crossentropy_backward(cache)
+            finally:
+                backend.set_backend("auto")
+        assert grads["numba"].dtype == np.float32 and grads["numba"].shape == z.shape
+        assert not grads["numba"][~mask].any()
+        np.testing.assert_allclose(grads["numba"], grads["numpy"], rtol=1e-5, atol=1e-7, err_msg=reduction)
+
+
 def test_split_plans_cover_every_row_and_unit_once(monkeypatch):
     """Each (row, unit) of a step belongs to exactly one thread, whatever the split."""
     monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)

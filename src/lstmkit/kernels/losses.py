@@ -32,6 +32,7 @@ loss's shape for ``reduction="none"``). Inputs must already be validated (see ``
 """
 import numpy as np
 
+from . import backend
 from .activations import log_softmax
 
 EPSILON = 1e-7
@@ -98,6 +99,14 @@ def _sparse_backward(cache, d_loss):
     _, rcache, labels, logp, s, p, clipped = cache
     d_per = reduce_backward(rcache, d_loss)[..., None]
     # d l / d z = softmax(z) - (1 - s) onehot - s / C, with z the logits (or log of the clipped probs)
+    loops = backend.compiled_loops(logp.dtype) if p is None and logp.dtype == np.float32 else None
+    if loops is not None and logp.size:
+        C = logp.shape[-1]
+        d = np.empty(logp.shape, logp.dtype)
+        loops.crossentropy_grad32(logp.reshape(-1, C), labels.reshape(-1).astype(np.intp, copy=False),
+                                  np.ascontiguousarray(np.broadcast_to(d_per, labels.shape + (1,)),
+                                                       logp.dtype).reshape(-1), float(s), d.reshape(-1, C))
+        return d
     d = np.exp(logp)
     np.put_along_axis(d, labels[..., None],
                       np.take_along_axis(d, labels[..., None], axis=-1) - (1.0 - s), axis=-1)

@@ -189,6 +189,21 @@ def log_softmax32(z, out):
             o[j] = row[j] - shift
 
 
+@njit(**JIT)
+def crossentropy_grad32(logp, labels, weights, smoothing, out):
+    """The gradient of the (label-smoothed) cross-entropy with respect to the logits, from the float32
+    log-probabilities (R, C): ``out[i] = (exp(logp[i]) - s / C - (1 - s) onehot(labels[i])) *
+    weights[i]`` (one pass; NumPy's four took 16 ms at 1024 x 8000)."""
+    R, C = logp.shape
+    off = logp.dtype.type(smoothing / C)
+    hit = logp.dtype.type(1.0 - smoothing)
+    for i in range(R):
+        row, o, w = logp[i], out[i], weights[i]
+        for j in range(C):
+            o[j] = (_exp32(row[j]) - off) * w
+        o[labels[i]] -= hit * w
+
+
 @njit(inline="always", **JIT)
 def _matmul(a, w, out):
     """out = a @ w for the small products of a loop that packs nothing, without BLAS (Numba's
