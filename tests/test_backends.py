@@ -54,14 +54,15 @@ def assert_same(ref, got, dtype):
         np.testing.assert_allclose(got[key], ref[key], rtol=tol, atol=tol * scale, err_msg=key)
 
 
-@pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed", "threads_units",
-                        "threads_units_3", "threads_batch", "threads_units_unfolded"])
+@pytest.fixture(params=["whole_loop", "packed", "stepwise", "stepwise_transposed", "stepwise_pooled",
+                        "threads_units", "threads_units_3", "threads_batch", "threads_units_unfolded"])
 def loop_kind(request, monkeypatch):
     """The compiled path runs the whole loop compiled (small shapes, its products too; or, from a batch
     size on, with the recurrent matrix packed once, on one thread or split across threads by units
     or by rows) or steps from Python (large), computing the backward's recurrent product as d @ W.T
     or as (W @ d.T).T. The LSTM's split loops compute the input projections step by step when the
-    weights are small (always here), or before the loop ("packed" and "unfolded")."""
+    weights are small (always here), or before the loop ("packed" and "unfolded"). "stepwise_pooled":
+    every product split across 2 of lstmkit's threads, as while OpenBLAS runs on one thread."""
     packed = request.param == "packed" or request.param.startswith("threads")
     monkeypatch.setattr(numba_loops, "PACKED", packed)
     for name in ("PACKED_MIN_BATCH", "PACKED_MIN_BATCH_BACKWARD", "PACKED_MIN_STEPS"):
@@ -70,9 +71,13 @@ def loop_kind(request, monkeypatch):
     monkeypatch.setattr(numba_loops, "FOLD_BYTES", -1 if request.param in ("packed", "threads_units_unfolded")
                         else numba_loops.FOLD_BYTES)
     threads = 3 if request.param.endswith("_3") else 2 if request.param.startswith("threads") else 1
+    if request.param == "stepwise_pooled":
+        threads = 2
+        monkeypatch.setattr(backend, "own_products", lambda: True)
+        monkeypatch.setattr(backend, "PRODUCT_MIN_WORK", 0)
     previous = backend.set_num_threads(threads)
     request.addfinalizer(lambda: backend.set_num_threads(previous))
-    if threads > 1:
+    if request.param.startswith("threads"):
         monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)       # split even these tiny problems
         monkeypatch.setattr(numba_loops, "_unit_align", lambda dtype: 1)
         monkeypatch.setattr(numba_loops, "SPLIT", request.param.split("_")[1])
@@ -549,7 +554,7 @@ def test_products_take_lstmkit_threads_only_while_blas_runs_on_one(monkeypatch):
         pytest.skip("NumPy uses no OpenBLAS here")
     calls = []
     real = threads.matmuls
-    monkeypatch.setattr(threads, "matmuls", lambda pairs, n: calls.append(n) or real(pairs, n))
+    monkeypatch.setattr(threads, "matmuls", lambda pairs, n, outs=None: calls.append(n) or real(pairs, n, outs))
     rng = np.random.default_rng(2)
     x = rng.normal(size=(64, 256)).astype(np.float32)
     layer_kernel = rng.normal(size=(256, 512)).astype(np.float32)      # 8M multiply-adds

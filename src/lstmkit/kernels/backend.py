@@ -16,6 +16,8 @@ on disk (``cache=True``), so the compilation (seconds) happens once per machine 
 """
 import os
 
+import numpy as np
+
 BACKENDS = ("auto", "numba", "numpy")
 _requested = None     # None: read LSTMKIT_BACKEND on first use
 _loops = None         # the numba_loops module once imported, False if numba is missing
@@ -114,25 +116,32 @@ PARALLEL_MIN_WORK = 1 << 25
 PRODUCT_MIN_WORK = 1 << 22
 
 
-def _blas_on_one_thread():
+def own_products():
+    """Whether the kernels' products run on lstmkit's threads now (see :func:`matmuls`): NumPy's
+    OpenBLAS is on one thread (``blas.single_threaded()``, as the translator trains;
+    ``OPENBLAS_NUM_THREADS=1``) and the compiled loops have more than one."""
+    if get_num_threads() < 2 or get_backend() != "numba":
+        return False
     from .blas import openblas
     libs = openblas()
     return bool(libs) and all(get() == 1 for get, _ in libs)
 
 
-def matmuls(pairs, threaded=False):
-    """``[a @ b for a, b in pairs]`` (2-D), the products of lstmkit's kernels.
+def matmuls(pairs, threaded=None, outs=None):
+    """``[a @ b for a, b in pairs]`` (2-D), the products of lstmkit's kernels, into ``outs`` (arrays
+    or None) when given.
 
-    The products of a call whose time loop is split across lstmkit's threads (``threaded``), and every
-    product while NumPy's OpenBLAS is on one thread (``blas.single_threaded()``, as the translator
-    trains; ``OPENBLAS_NUM_THREADS=1``), run on lstmkit's threads (with the compiled loops on more
-    than one): split across them when large (or when ``b`` is too large for one core's cache: with
-    few rows the product streams it, and each thread then streams its share), else on one BLAS
-    thread. Never on OpenBLAS's own threads, which spin on the cores for about 0.1 s after each
-    product and take them from a loop split across them (see :mod:`.blas`). Elsewhere: NumPy's
-    products as they are."""
-    if not threaded and not (get_num_threads() > 1 and _blas_on_one_thread() and get_backend() == "numba"):
-        return [a @ b for a, b in pairs]
+    With ``threaded`` True (the products of a call whose time loop is split across lstmkit's
+    threads), or None and :func:`own_products`, they run on lstmkit's threads: split across them when
+    large (or when ``b`` is too large for one core's cache: with few rows the product streams it, and
+    each thread then streams its share), else on one BLAS thread. Never on OpenBLAS's own threads,
+    which spin on the cores for about 0.1 s after each product and take them from a loop split across
+    them (see :mod:`.blas`). Otherwise: NumPy's products as they are."""
+    outs = [None] * len(pairs) if outs is None else list(outs)
+    if threaded is None:
+        threaded = own_products()
+    if not threaded:
+        return [a @ b if o is None else np.matmul(a, b, out=o) for (a, b), o in zip(pairs, outs)]
     from . import numba_threads as threads
     from .blas import single_threaded
 
@@ -140,18 +149,18 @@ def matmuls(pairs, threaded=False):
         work = a.shape[0] * a.shape[1] * b.shape[1]
         return work >= PRODUCT_MIN_WORK or (b.nbytes > 2 << 20 and work >= PRODUCT_MIN_WORK // 4)
 
-    out = [None] * len(pairs)
     large = [k for k, (a, b) in enumerate(pairs) if split(a, b)]
     if large:
-        for k, product in zip(large, threads.matmuls([pairs[k] for k in large], get_num_threads())):
-            out[k] = product
+        done = threads.matmuls([pairs[k] for k in large], get_num_threads(), [outs[k] for k in large])
+        for k, product in zip(large, done):
+            outs[k] = product
     with single_threaded():
         for k, (a, b) in enumerate(pairs):
-            if out[k] is None:
-                out[k] = a @ b
-    return out
+            if k not in large:
+                outs[k] = a @ b if outs[k] is None else np.matmul(a, b, out=outs[k])
+    return outs
 
 
-def matmul(a, b, threaded=False):
-    """``a @ b``, as :func:`matmuls`."""
-    return matmuls([(a, b)], threaded)[0]
+def matmul(a, b, threaded=None, out=None):
+    """``a @ b`` (into ``out``), as :func:`matmuls`."""
+    return matmuls([(a, b)], threaded, None if out is None else [out])[0]

@@ -170,11 +170,11 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=Tru
         grads["projection"] = Deferred(m_all.reshape(T * B, U), dh_steps.reshape(T * B, P))
     if weight_grads:
         d_x, grads["kernel"], grads["recurrent_kernel"] = backend.matmuls(
-            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded)
+            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded or None)
         for name in ("bias", "projection"):
             if grads.get(name) is not None:
                 grads[name] = resolve([grads[name]])
     else:
-        d_x = backend.matmul(dz2, kernel.T, threaded)
+        d_x = backend.matmul(dz2, kernel.T, threaded or None)
     grads.update(x=to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse), h0=dh, c0=dc)
     return grads

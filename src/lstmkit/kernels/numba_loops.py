@@ -328,18 +328,19 @@ def _transposed_product(B, U, T):
 
 
 class _BackwardProduct:
-    """out = d @ w.T at every step of the stepwise backward, with NumPy's BLAS, in the faster form;
-    ``w`` (U, G) is the recurrent kernel, used as it is (no transposed copy)."""
+    """out = d @ w.T at every step of the stepwise backward, in the faster form (``backend.matmul``,
+    decided once a call); ``w`` (U, G) is the recurrent kernel, used as it is (no transposed copy)."""
 
     def __init__(self, w, B, T):
         self.w = w
         self.out_t = np.empty((w.shape[0], B), w.dtype) if _transposed_product(B, w.shape[0], T) else None
+        self.own = backend.own_products()
 
     def __call__(self, d, out):
         if self.out_t is None:
-            np.matmul(d, self.w.T, out=out)
+            backend.matmul(d, self.w.T, self.own, out)
         else:
-            np.matmul(self.w, d.T, out=self.out_t)
+            backend.matmul(self.w, d.T, self.own, self.out_t)
             np.copyto(out, self.out_t.T)
 
 
@@ -575,7 +576,7 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
         gates = np.empty((T if keep else 2, B, G), dtype)
     else:
-        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, plan is not None and len(plan[1]) > 1)
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, plan is not None and len(plan[1]) > 1 or None)
         xw = xw.reshape(T, B, G)
         xin, W = xw, _absent(dtype, 2)
         gates = xin     # the product added and the gates activated in place: xw is this call's own
@@ -596,9 +597,10 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
             z = np.empty((B, G), dtype)
             hr = np.empty((B, U), dtype)
             scratch_ = np.zeros((2, U), dtype)
+            own = backend.own_products()
             for t in range(T):
                 h_t = hs[t if keep else t & 1]
-                np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), recurrent_kernel, out=z)
+                backend.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), recurrent_kernel, own, z)
                 _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
                            scratch_)
     last = T if keep else T & 1      # the slot of the state leaving the last step
@@ -859,9 +861,10 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
     else:
         rec = np.empty((B, G), dtype)
         hr = np.empty((B, U), dtype)
+        own = backend.own_products()
         for t in range(T):
             h_t = hs[t if keep else t & 1]
-            np.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, out=rec)
+            backend.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, own, rec)
             _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs,
                       outs)
     return hs[T if keep else T & 1].copy()

@@ -312,9 +312,11 @@ def _product_tasks(a, b, out, n):
     return [partial(np.matmul, a, b[:, j:j + step], out=out[:, j:j + step]) for j in range(0, N, step)]
 
 
-def matmuls(pairs, n):
-    """[a @ b for (a, b) in pairs] (2-D) on ``n`` threads, with one start of them for all."""
-    outs = [np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) for a, b in pairs]
+def matmuls(pairs, n, outs=None):
+    """[a @ b for (a, b) in pairs] (2-D) on ``n`` threads, with one start of them for all; into
+    ``outs`` (arrays, or None for new ones) when given."""
+    outs = [np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) if o is None else o
+            for (a, b), o in zip(pairs, outs or [None] * len(pairs))]
     shares = [[] for _ in range(n)]
     for (a, b), out in zip(pairs, outs):
         for k, task in enumerate(_product_tasks(a, b, out, n)):
