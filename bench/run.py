@@ -133,13 +133,17 @@ def format_row(row, peak):
     cells.append(f"{row['times']['lstmkit'] * 1e3:.3f}")
     cells.append(f"{row['gflops']:.1f} ({100 * row['gflops'] / peak:.0f}%)")
     for peer in PEER_ORDER[1:]:
-        t = row["times"].get(peer)
-        if t is None:
-            cells.append("-")
-        else:
-            flag = " (!)" if row["maxdiff"].get(peer, 0) > 1e-4 else ""
-            cells.append(f"{t * 1e3:.3f} / {t / row['times']['lstmkit']:.2f}x{flag}")
+        cells.append(peer_time(row["times"].get(peer), row["times"]["lstmkit"], 3,
+                               row["maxdiff"].get(peer, 0) > 1e-4))
     return "| " + " | ".join(cells) + " |"
+
+
+def peer_time(t, base, digits, flag=False):
+    """``ms / ratio`` of a peer's time ``t`` against lstmkit's ``base`` (``-`` where it did not run),
+    with ``(!)`` when its outputs differ from lstmkit's."""
+    if t is None:
+        return "-"
+    return f"{t * 1e3:.{digits}f} / {t / base:.2f}x" + (" (!)" if flag else "")
 
 
 HEADER = ("| cell | mode | B | T | H | lstmkit ms | lstmkit GFLOP/s (% of peak) | "
@@ -200,18 +204,13 @@ def seq2seq_cases(args):
             times[backend] = timeit(mine[key], args.repeats, 0.2)
         kernels.set_backend("auto")
         base = times.get("numba", times["numpy"])
-        cells = [f"{base * 1e3:.1f}", cell(times["numpy"] if "numba" in times else None, base)]
+        cells = [f"{base * 1e3:.1f}", peer_time(times["numpy"] if "numba" in times else None, base, 1)]
         for peer, cases in built.items():
             t = timeit(cases[key], args.repeats, 0.2) if key in cases else None
-            cells.append(cell(t, base) + (" (!)" if t is not None and peer in flagged else ""))
+            cells.append(peer_time(t, base, 1, peer in flagged))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     return "\n\n" + "\n".join(lines + [""] + notes)
-
-
-def cell(t, base):
-    """``ms / ratio`` of a peer's time against lstmkit's, or ``-``."""
-    return "-" if t is None else f"{t * 1e3:.1f} / {t / base:.2f}x"
 
 
 def worst(rows):

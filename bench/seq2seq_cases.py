@@ -89,7 +89,8 @@ def build_torch(setup, threads):
     from lstmkit.interop import torch_module
     torch.set_num_threads(threads)
     model, c = setup.model, setup.model.config
-    if (c["attention"], c["num_layers"], c["input_feeding"], c["tie_embeddings"]) != ("general", 1, True, False):
+    shape = (c["attention"], c["num_layers"], c["input_feeding"], c["tie_embeddings"])
+    if shape != ("general", 1, True, False):
         raise ValueError("the PyTorch peer is written for one layer, general attention, input feeding")
 
     def tensor(a):

@@ -5,7 +5,8 @@ product they spin for about 0.1 s, taking cores that other threads need (see :mo
 :func:`single_threaded` sets the thread count of every OpenBLAS library loaded (NumPy's, and
 SciPy's when it was imported first) to 1 and restores it afterwards, through their own
 ``*_set_num_threads`` (about 1 us); where NumPy uses another BLAS it goes through
-``threadpoolctl`` when that is installed, else it does nothing. The setting is process-wide: products in other threads meanwhile run on one thread.
+``threadpoolctl`` when that is installed, else it does nothing. The setting is process-wide:
+products in other threads meanwhile run on one thread.
 """
 import contextlib
 import ctypes

@@ -241,11 +241,12 @@ def _matmul(a, w, out):
 #   AVX-512 (with half the vector width BLAS keeps the product); on one thread from a batch of 2
 #   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
 #   PACKED_MAX_BATCH rows (one thread, B=128 T=20: LSTM H=128 fwd+bwd 16.4 -> 14.5 ms, GRU H=512
-#   fwd 56.6 -> 46.7 ms; at B=512 H=512 BLAS is 5 % ahead); on several threads at every batch size once a call has
-#   backend.PARALLEL_MIN_WORK multiply-adds (below, starting the threads costs more than they
-#   save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES. The LSTM's input projections
-#   are computed in the same loop, step by step, when both matrices together fit FOLD_BYTES (they
-#   stay in cache), else by one product before it (which reads the input matrix once).
+#   fwd 56.6 -> 46.7 ms; at B=512 H=512 BLAS is 5 % ahead); on several threads at every batch
+#   size once a call has backend.PARALLEL_MIN_WORK multiply-adds (below, starting the threads
+#   costs more than they save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES. The
+#   LSTM's input projections are computed in the same loop, step by step, when both matrices
+#   together fit FOLD_BYTES (they stay in cache), else by one product before it (which reads the
+#   input matrix once).
 # * whole loop compiled, products included (``_matmul``): small shapes (B·U·G <= SMALL), where the
 #   per-step Python overhead would dominate.
 # * stepwise: larger shapes step from Python, NumPy's own BLAS doing the product, the compiled code
@@ -577,7 +578,8 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
         gates = np.empty((T if keep else 2, B, G), dtype)
     else:
-        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, plan is not None and len(plan[1]) > 1 or None)
+        split = plan is not None and len(plan[1]) > 1
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None)
         xw = xw.reshape(T, B, G)
         xin, W = xw, _absent(dtype, 2)
         gates = xin     # the product added and the gates activated in place: xw is this call's own
@@ -601,7 +603,8 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
             own = backend.own_products()
             for t in range(T):
                 h_t = hs[t if keep else t & 1]
-                backend.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), recurrent_kernel, own, z)
+                h_in = h_t if rmask is None else np.multiply(h_t, rm, out=hr)
+                backend.matmul(h_in, recurrent_kernel, own, z)
                 _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
                            scratch_)
     last = T if keep else T & 1      # the slot of the state leaving the last step
