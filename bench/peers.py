@@ -1,7 +1,8 @@
 """The peers: the same layer (same weights, same inputs) in lstmkit, PyTorch, Keras 3 and ONNX Runtime.
 
 Each builder takes a :class:`Problem` and returns ``{"fwd": callable, "fwdbwd": callable or None,
-"out": callable returning the forward outputs (B, T, U) as NumPy}``, or raises ImportError when the
+"out": callable returning the forward outputs (B, T, U) as NumPy}`` and, for a library that keeps
+memory it no longer uses, ``"release"``, a callable that gives it back; or raises ImportError when the
 peer is not installed (the runner then skips it). Weights are made once in Keras's canonical layout and
 converted here, at the boundary, for each peer.
 """
@@ -43,6 +44,7 @@ class Problem:
 # ---------------------------------------------------------------- lstmkit
 def build_lstmkit(p):
     from lstmkit import kernels
+    from lstmkit.kernels import buffers
     # "fwd" is an inference pass, as PyTorch's (inference_mode) and ONNX Runtime's: nothing kept
     # for a backward pass.
     if p.cell == "lstm":
@@ -61,7 +63,7 @@ def build_lstmkit(p):
         def fwdbwd():
             cache = fwd(inference=False)[-1]
             return kernels.gru_backward(cache, p.d_out, None)
-    return {"fwd": fwd, "fwdbwd": fwdbwd, "out": lambda: fwd()[0]}
+    return {"fwd": fwd, "fwdbwd": fwdbwd, "out": lambda: fwd()[0], "release": buffers.release}
 
 
 # ---------------------------------------------------------------- PyTorch

@@ -67,11 +67,11 @@ def log_softmax(x, axis=-1):
     loops are in use (2x NumPy's, which makes three passes and a temporary)."""
     x = np.asarray(x)
     if axis in (-1, x.ndim - 1) and x.dtype == np.float32 and x.size and x.shape[-1]:
-        from . import backend
+        from . import backend, buffers
         loops = backend.compiled_loops(x.dtype)
         if loops is not None:
             rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-            out = np.empty_like(rows)
+            out = buffers.empty(rows.shape, rows.dtype)
             loops.log_softmax32(rows, out)
             return out.reshape(x.shape)
     shifted = x - x.max(axis=axis, keepdims=True)

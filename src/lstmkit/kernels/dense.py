@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import activations, backend
+from . import activations, backend, buffers
 
 
 class Deferred(NamedTuple):
@@ -26,7 +26,11 @@ def resolve(parts):
     """The sum of ``parts``, gradients of one array: arrays, or :class:`Deferred` gradients, which are
     computed together as one product over all their rows."""
     def rows(arrays):
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-2)
+        if len(arrays) == 1:
+            return arrays[0]
+        shape = list(arrays[0].shape)
+        shape[-2] = sum(a.shape[-2] for a in arrays)
+        return np.concatenate(arrays, axis=-2, out=buffers.empty(shape, np.result_type(*arrays)))
     deferred = [p for p in parts if isinstance(p, Deferred)]
     total = None
     if deferred:
@@ -47,7 +51,10 @@ def dense_forward(x, kernel, bias=None, activation=None):
     act, _ = activations.get(activation)
     # One 2-D product: a batched matmul over a strided 3-D view (e.g. time-major outputs seen
     # batch-major) is up to hundreds of times slower than flattening first.
-    y = backend.matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
+    x2 = x.reshape(-1, x.shape[-1])
+    y = backend.matmul(x2, kernel, out=buffers.empty((x2.shape[0], kernel.shape[1]),
+                                                     np.result_type(x, kernel)))
+    y = y.reshape(*x.shape[:-1], kernel.shape[1])
     if bias is not None:
         y += bias
     y = act(y)
@@ -62,10 +69,11 @@ def dense_backward(cache, d_y, *, weight_grads=True):
     dz = d_y if activation in (None, "linear") else d_y * dact(y)
     dz2 = dz.reshape(-1, dz.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
+    d_x = buffers.empty((dz2.shape[0], kernel.shape[0]), np.result_type(dz2, kernel))
     if weight_grads:
-        d_x, d_kernel = backend.matmuls([(dz2, kernel.T), (x2.T, dz2)])
+        d_x, d_kernel = backend.matmuls([(dz2, kernel.T), (x2.T, dz2)], outs=[d_x, None])
     else:
-        d_x, d_kernel = backend.matmul(dz2, kernel.T), Deferred(x2, dz2)
+        d_x, d_kernel = backend.matmul(dz2, kernel.T, out=d_x), Deferred(x2, dz2)
     return {
         "x": d_x.reshape(x.shape),
         "kernel": d_kernel,

@@ -25,7 +25,7 @@ Shapes: x (B, T, I), mask (B, T) or None, h0 (B, U), outputs (B, T, U), h (B, U)
 """
 import numpy as np
 
-from . import activations, backend
+from . import activations, backend, buffers
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
 
@@ -48,7 +48,8 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
     threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype)
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded or None).reshape(T, B, 3 * U)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded or None,
+                        buffers.empty((T * B, 3 * U), dtype)).reshape(T, B, 3 * U)
     if b_in is not None and loops is None:
         xw += b_in          # the compiled loops add it in their step (one pass over xw less)
 
@@ -57,10 +58,10 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     keep = not inference or loops is None
     # Activated z, r, n (the compiled loops activate xw in place); reset_after: h @ R_h + b, else
     # (r * h) fed to R_h; the state entering each step (hs[0] = h0) and the last.
-    gates = None if not keep else xw if loops is not None else np.empty((T, B, 3 * U), dtype)
-    rh_all = np.empty((T, B, U), dtype) if keep else None
-    hs = np.empty((T + 1, B, U), dtype) if keep else loops.state_buffers(T, B, U, dtype, keep)
-    outs = np.zeros((T, B, U), dtype)
+    gates = None if not keep else xw if loops is not None else buffers.empty((T, B, 3 * U), dtype)
+    rh_all = buffers.empty((T, B, U), dtype) if keep else None
+    hs = buffers.empty((T + 1, B, U), dtype) if keep else loops.state_buffers(T, B, U, dtype, keep)
+    outs = buffers.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
     if loops is not None:
@@ -113,8 +114,8 @@ def gru_backward(cache, d_outputs=None, d_h=None):
         d_outs, _ = to_processing_order(d_outputs, None, reverse, dtype)
     dh = np.zeros((B, U), dtype) if d_h is None else np.array(d_h, dtype)
     pending = np.zeros((B, U), dtype)
-    dxw = np.empty((T, B, 3 * U), dtype)     # gradient of the input projections
-    drec = np.empty((T, B, 3 * U), dtype)    # gradient of the recurrent products' outputs
+    dxw = buffers.empty((T, B, 3 * U), dtype)     # gradient of the input projections
+    drec = buffers.empty((T, B, 3 * U), dtype)    # gradient of the recurrent products' outputs
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
     threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype, backward=True)
     if loops is not None:
@@ -163,7 +164,8 @@ def gru_backward(cache, d_outputs=None, d_h=None):
         products.append((h_in2.T, drec2))
     else:                   # the candidate's recurrent product takes r * h, not h
         products += [(h_in2.T, drec2[:, :2 * U]), (rh_all.reshape(T * B, U).T, drec2[:, 2 * U:])]
-    d_x, d_kernel, *d_rk = backend.matmuls(products, threaded or None)
+    d_x = buffers.empty((T * B, kernel.shape[0]), dtype)
+    d_x, d_kernel, *d_rk = backend.matmuls(products, threaded or None, [d_x] + [None] * (len(products) - 1))
     d_rk = d_rk[0] if reset_after else np.concatenate(d_rk, axis=1)
     d_bias = None
     if has_bias:

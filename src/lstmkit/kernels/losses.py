@@ -32,7 +32,7 @@ loss's shape for ``reduction="none"``). Inputs must already be validated (see ``
 """
 import numpy as np
 
-from . import backend
+from . import backend, buffers
 from .activations import log_softmax
 
 EPSILON = 1e-7
@@ -102,7 +102,7 @@ def _sparse_backward(cache, d_loss):
     loops = backend.compiled_loops(logp.dtype) if p is None and logp.dtype == np.float32 else None
     if loops is not None and logp.size:
         C = logp.shape[-1]
-        d = np.empty(logp.shape, logp.dtype)
+        d = buffers.empty(logp.shape, logp.dtype)
         loops.crossentropy_grad32(logp.reshape(-1, C), labels.reshape(-1).astype(np.intp, copy=False),
                                   np.ascontiguousarray(np.broadcast_to(d_per, labels.shape + (1,)),
                                                        logp.dtype).reshape(-1), float(s), d.reshape(-1, C))

@@ -25,7 +25,7 @@ and the time loop is the plain NumPy one.
 """
 import numpy as np
 
-from . import activations, backend
+from . import activations, backend, buffers
 from .dense import Deferred, resolve
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
@@ -53,9 +53,9 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
     c = np.zeros((B, U), dtype) if c0 is None else np.asarray(c0, dtype)
     rmask = recurrent_dropout_mask
     if loops is not None:
-        outs = np.empty((T, B, P), dtype)
+        outs = buffers.empty((T, B, P), dtype)
         keep = not inference
-        act_c = np.empty((T, B, U), dtype) if keep else None
+        act_c = buffers.empty((T, B, U), dtype) if keep else None
         hs, cs = (loops.state_buffers(T, B, U, dtype, keep) for _ in range(2))
         h, c, gates = loops.lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask,
                                          masked_output_mode, activation, recurrent_activation, keep, hs,
@@ -65,11 +65,11 @@ def lstm_forward(x, mask, h0, c0, kernel, recurrent_kernel, bias, *, reverse=Fal
         xw = (xs.reshape(T * B, xs.shape[2]) @ kernel).reshape(T, B, 4 * U)
         if bias is not None:
             xw += bias
-        outs = np.zeros((T, B, P), dtype)
-        gates = np.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
-        hs = np.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0) and the last
-        cs = np.empty((T + 1, B, U), dtype)
-        act_c = np.empty((T, B, U), dtype)
+        outs = buffers.zeros((T, B, P), dtype)
+        gates = buffers.empty((T, B, 4 * U), dtype)   # activated i, f, g, o
+        hs = buffers.empty((T + 1, B, P), dtype)      # state entering each step (hs[0] = h0), the last
+        cs = buffers.empty((T + 1, B, U), dtype)
+        act_c = buffers.empty((T, B, U), dtype)
         hs[0], cs[0] = h, c
         prev_out = np.zeros((B, P), dtype)
         for t in range(T):
@@ -124,8 +124,8 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=Tru
     dh = np.zeros((B, P), dtype) if d_h is None else np.array(d_h, dtype)
     dc = np.zeros((B, U), dtype) if d_c is None else np.array(d_c, dtype)
     pending = np.zeros((B, P), dtype)
-    dz = np.empty((T, B, 4 * U), dtype)
-    dh_steps = None if projection is None else np.empty((T, B, P), dtype)   # for d_projection
+    dz = buffers.empty((T, B, 4 * U), dtype)
+    dh_steps = None if projection is None else buffers.empty((T, B, P), dtype)   # for d_projection
     loops = None if projection is not None else backend.compiled_loops(dtype, activation,
                                                                         recurrent_activation)
     threaded = loops is not None and loops.threaded(B, T, U, 4 * U, dtype, backward=True)
@@ -168,13 +168,14 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=Tru
     if projection is not None:
         m_all = gates[:, :, 3 * U:] * act_c       # o * act(c_t) of every step, (T, B, U)
         grads["projection"] = Deferred(m_all.reshape(T * B, U), dh_steps.reshape(T * B, P))
+    d_x = buffers.empty((T * B, kernel.shape[0]), dtype)
     if weight_grads:
         d_x, grads["kernel"], grads["recurrent_kernel"] = backend.matmuls(
-            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded or None)
+            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded or None, [d_x, None, None])
         for name in ("bias", "projection"):
             if grads.get(name) is not None:
                 grads[name] = resolve([grads[name]])
     else:
-        d_x = backend.matmul(dz2, kernel.T, threaded or None)
+        backend.matmul(dz2, kernel.T, threaded or None, d_x)
     grads.update(x=to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse), h0=dh, c0=dc)
     return grads

@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import backend, numba_matmul, numba_threads
+from . import backend, buffers, numba_matmul, numba_threads
 from .numba_matmul import pack_into, packed_matmul, scratch
 
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "hard_sigmoid": 2, "relu": 3, "linear": 4}
@@ -320,7 +320,7 @@ def _whole_loop(B, U, G):
 def _panels(K, u0, u1, blocks, dtype):
     """An empty buffer for ``blocks`` packings of u1 - u0 columns of K rows (filled by the thread)."""
     nr = numba_matmul.panel_width(dtype)
-    return np.empty((blocks, numba_matmul.panels(u1 - u0, dtype), K, nr), dtype)
+    return buffers.empty((blocks, numba_matmul.panels(u1 - u0, dtype), K, nr), dtype)
 
 
 def _transposed_product(B, U, T):
@@ -444,7 +444,7 @@ def _blocks_product(a, P, out, U, u0, u1, tmp, accumulate):
 
 def state_buffers(T, B, width, dtype, keep):
     """A (T + 1, B, width) buffer of every step's state, or a two-slot one for inference."""
-    return np.empty((T + 1 if keep else 2, B, width), dtype)
+    return buffers.empty((T + 1 if keep else 2, B, width), dtype)
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -576,10 +576,11 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
     fold = plan is not None and small
     if fold:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
-        gates = np.empty((T if keep else 2, B, G), dtype)
+        gates = buffers.empty((T if keep else 2, B, G), dtype)
     else:
         split = plan is not None and len(plan[1]) > 1
-        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None)
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None,
+                            buffers.empty((T * B, G), dtype))
         xw = xw.reshape(T, B, G)
         xin, W = xw, _absent(dtype, 2)
         gates = xin     # the product added and the gates activated in place: xw is this call's own
@@ -721,7 +722,7 @@ def lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask,
     U = G // 4
     dh = np.array(dh, dtype, order="C")
     dc = np.array(dc, dtype, order="C")
-    d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
+    d_outs = _absent(dtype, 3) if d_outs is None else buffers.contiguous(d_outs, dtype)
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, dh.shape)
     act, ract = codes(activation, recurrent_activation)
@@ -966,7 +967,7 @@ def gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mod
     T, B, G = dxw.shape
     U = G // 3
     dh = np.array(dh, dtype, order="C")
-    d_outs = _absent(dtype, 3) if d_outs is None else np.ascontiguousarray(d_outs, dtype)
+    d_outs = _absent(dtype, 3) if d_outs is None else buffers.contiguous(d_outs, dtype)
     ms2 = _step_mask(ms, dtype)
     rm = _absent_or(rmask, dtype, dh.shape)
     act, ract = codes(activation, recurrent_activation)

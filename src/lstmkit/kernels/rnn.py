@@ -8,7 +8,7 @@ Shapes: x (B, T, I), mask (B, T) or None, h0 (B, U), outputs (B, T, U), h (B, U)
 """
 import numpy as np
 
-from . import activations
+from . import activations, buffers
 from .dense import Deferred, resolve
 from .sequence import check_mode, masked_output, output_grad, to_batch_major, to_processing_order
 
@@ -27,9 +27,9 @@ def rnn_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reverse=False,
         xw += bias
     h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
     rmask = recurrent_dropout_mask
-    new = np.empty((T, B, U), dtype)          # act(...) of every step, before masking
-    hs = np.empty((T + 1, B, U), dtype)
-    outs = np.zeros((T, B, U), dtype)
+    new = buffers.empty((T, B, U), dtype)          # act(...) of every step, before masking
+    hs = buffers.empty((T + 1, B, U), dtype)
+    outs = buffers.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
     for t in range(T):
@@ -58,7 +58,7 @@ def rnn_backward(cache, d_outputs=None, d_h=None, *, weight_grads=True):
         d_outs, _ = to_processing_order(d_outputs, None, reverse, dtype)
     dh = np.zeros((B, U), dtype) if d_h is None else np.array(d_h, dtype)
     pending = np.zeros((B, U), dtype)
-    dz = np.empty((T, B, U), dtype)
+    dz = buffers.empty((T, B, U), dtype)
     rk_t = recurrent_kernel.T
     for t in range(T - 1, -1, -1):
         m = None if ms is None else ms[t]

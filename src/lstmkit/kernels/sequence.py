@@ -13,6 +13,8 @@ of a valid step, zero before the first one (``masked_output="repeat"``: Keras).
 """
 import numpy as np
 
+from . import buffers
+
 MASKED_OUTPUTS = ("zero", "repeat")
 
 
@@ -26,7 +28,7 @@ def to_processing_order(x, mask, reverse, dtype):
     if reverse:
         xs = xs[::-1]
         ms = None if ms is None else ms[::-1]
-    return np.ascontiguousarray(xs), ms
+    return buffers.contiguous(xs, dtype), ms
 
 
 def to_batch_major(ys, reverse):
