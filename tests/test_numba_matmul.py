@@ -7,7 +7,8 @@ numba_matmul = pytest.importorskip("lstmkit.kernels.numba_matmul", reason="numba
 pack, packed_matmul, scratch = numba_matmul.pack, numba_matmul.packed_matmul, numba_matmul.scratch
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (8, 64, 128), (13, 129, 385), (17, 33, 65), (5, 1, 31), (15, 128, 33),
-          (2, 7, 16), (7, 3, 32), (9, 40, 160), (32, 128, 512), (0, 4, 5), (4, 3, 0), (6, 0, 20)]
+          (2, 7, 16), (7, 3, 32), (9, 40, 160), (32, 128, 512), (0, 4, 5), (4, 3, 0), (6, 0, 20),
+          (12, 9, 40), (16, 20, 33), (25, 17, 64), (28, 11, 70), (31, 8, 96), (64, 32, 65)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -62,7 +63,7 @@ def test_mismatched_shapes_raise():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (13, 129, 385), (9, 40, 160), (1, 2, 1)])
+@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (13, 129, 385), (9, 40, 160), (1, 2, 1), (28, 17, 70)])
 def test_packed_matmul_accumulates(dtype, M, K, N):
     """accumulate=True adds the product to out's values (full and partial panels)."""
     rng = np.random.default_rng(M + K + N)
