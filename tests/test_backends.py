@@ -323,6 +323,9 @@ def test_split_products_equal_numpy():
     for n in (2, 3):
         np.testing.assert_allclose(threads.matmuls([(a[:10], wide)], n)[0], a[:10] @ wide,
                                    rtol=1e-13, atol=1e-13)
+    x, dz = rng.normal(size=(50, 150)), rng.normal(size=(50, 400))   # a weight gradient: x.T @ dz,
+    for n in (2, 3):                                                  # b wider than a is tall
+        np.testing.assert_allclose(threads.matmuls([(x.T, dz)], n)[0], x.T @ dz, rtol=1e-12, atol=1e-12)
 
 
 def test_num_threads_setting():
