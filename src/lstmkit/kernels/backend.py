@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from . import buffers
+
 BACKENDS = ("auto", "numba", "numpy")
 _requested = None     # None: read LSTMKIT_BACKEND on first use
 _loops = None         # the numba_loops module once imported, False if numba is missing
@@ -129,7 +131,7 @@ def own_products():
 
 def matmuls(pairs, threaded=None, outs=None):
     """``[a @ b for a, b in pairs]`` (2-D), the products of lstmkit's kernels, into ``outs`` (arrays
-    or None) when given.
+    or None) when given, else into memory from :mod:`.buffers`.
 
     With ``threaded`` True (the products of a call whose time loop is split across lstmkit's
     threads), or None and :func:`own_products`, they run on lstmkit's threads: split across them when
@@ -137,11 +139,12 @@ def matmuls(pairs, threaded=None, outs=None):
     each thread then streams its share), else on one BLAS thread. Never on OpenBLAS's own threads,
     which spin on the cores for about 0.1 s after each product and take them from a loop split across
     them (see :mod:`.blas`). Otherwise: NumPy's products as they are."""
-    outs = [None] * len(pairs) if outs is None else list(outs)
+    outs = [buffers.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) if o is None else o
+            for (a, b), o in zip(pairs, outs or [None] * len(pairs))]
     if threaded is None:
         threaded = own_products()
     if not threaded:
-        return [a @ b if o is None else np.matmul(a, b, out=o) for (a, b), o in zip(pairs, outs)]
+        return [np.matmul(a, b, out=o) for (a, b), o in zip(pairs, outs)]
     from . import numba_threads as threads
     from .blas import single_threaded
 
@@ -157,7 +160,7 @@ def matmuls(pairs, threaded=None, outs=None):
     with single_threaded():
         for k, (a, b) in enumerate(pairs):
             if k not in large:
-                outs[k] = a @ b if outs[k] is None else np.matmul(a, b, out=outs[k])
+                np.matmul(a, b, out=outs[k])
     return outs
 
 

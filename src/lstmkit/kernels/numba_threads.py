@@ -42,6 +42,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import buffers
 from .blas import single_threaded
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
@@ -317,7 +318,7 @@ def _product_tasks(a, b, out, n):
 def matmuls(pairs, n, outs=None):
     """[a @ b for (a, b) in pairs] (2-D) on ``n`` threads, with one start of them for all; into
     ``outs`` (arrays, or None for new ones) when given."""
-    outs = [np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) if o is None else o
+    outs = [buffers.empty((a.shape[0], b.shape[1]), np.result_type(a, b)) if o is None else o
             for (a, b), o in zip(pairs, outs or [None] * len(pairs))]
     shares = [[] for _ in range(n)]
     for (a, b), out in zip(pairs, outs):
