@@ -25,7 +25,7 @@ import numpy as np
 
 MIN_BYTES = 1 << 16      # smaller arrays: NumPy's (malloc's heap hands them out without faults)
 KEEP_BYTES = 1 << 28     # idle buffers kept at most, in all
-PER_SIZE = 8             # buffers kept per size class, busy or idle
+PER_SIZE = 64            # buffers kept per size class, busy or idle (a decoder's steps each hold some)
 ALIGN = 64               # bytes: a cache line, and the widest vector
 
 _lock = threading.Lock()
@@ -33,6 +33,7 @@ _lock = threading.Lock()
 # (owner, aligned): the uint8 array that owns the memory and its view of ``size`` bytes from a
 # 64-byte boundary. Every array handed out is a view whose base is the owner.
 _pool = {}
+_held = 0                 # bytes of all the entries, busy or idle
 
 
 def _entry(size):
@@ -41,17 +42,21 @@ def _entry(size):
     return owner, owner[start:start + size]
 
 
+def _refcount(entries, k):
+    return sys.getrefcount(entries[k][0])
+
+
 def _refcounts(entries):
-    return [sys.getrefcount(owner) for owner, _ in entries]
+    return [_refcount(entries, k) for k in range(len(entries))]
 
 
 def _idle_refcount():
-    """The count ``_refcounts`` gives an owner that only its entry refers to, or None where a view
+    """The count ``_refcount`` gives an owner that only its entry refers to, or None where a view
     of it does not count higher (nothing is then reused)."""
-    idle = _refcounts([_entry(0)])[0]
-    entry = _entry(0)
-    view = entry[1][:0].view(np.float32)
-    return idle if _refcounts([entry])[0] > idle and view.base is entry[0] else None
+    entries = [_entry(0)]
+    idle = _refcount(entries, 0)
+    view = entries[0][1][:0].view(np.float32)
+    return idle if _refcount(entries, 0) > idle and view.base is entries[0][0] else None
 
 
 _IDLE = _idle_refcount()
@@ -64,22 +69,27 @@ def _size_class(nbytes):
 
 
 def _claim(size):
+    global _held
     entries = _pool.pop(size, [])
     _pool[size] = entries                      # now the most recently used class
-    for k, refs in enumerate(_refcounts(entries)):
-        if refs == _IDLE:
+    for k in range(len(entries)):               # the idle ones are first: claimed go last
+        if _refcount(entries, k) == _IDLE:
             entries.append(entries.pop(k))
             return entries[-1][1]
     entries.append(_entry(size))
+    _held += size
     if len(entries) > PER_SIZE:
         del entries[0]          # busy or idle, it is NumPy's again once nothing refers to it
-    _trim(KEEP_BYTES)
+        _held -= size
+    if _held > KEEP_BYTES:      # else fewer than KEEP_BYTES can be idle
+        _trim(KEEP_BYTES)
     return entries[-1][1]
 
 
 def _trim(keep):
     """Drop idle buffers, least recently used classes and oldest first, until at most ``keep``
     bytes are idle."""
+    global _held
     counts = {size: _refcounts(entries) for size, entries in _pool.items()}
     excess = sum(size * refs.count(_IDLE) for size, refs in counts.items()) - keep
     for size, refs in counts.items():
@@ -89,6 +99,7 @@ def _trim(keep):
         for entry, r in zip(_pool[size], refs):
             if r == _IDLE and excess > 0:
                 excess -= size
+                _held -= size
             else:
                 kept.append(entry)
         if kept:
