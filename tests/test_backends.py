@@ -273,6 +273,39 @@ def test_float32_crossentropy_gradient_equals_numpy(smoothing):
         np.testing.assert_allclose(grads["numba"], grads["numpy"], rtol=1e-5, atol=1e-7, err_msg=reduction)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_row_passes_split_across_threads_equal_one_call(monkeypatch, threads):
+    """While lstmkit's threads do the products, the log-softmax and the cross-entropy's gradient of a
+    large array run split by rows across them: the same values, bit for bit, as one call."""
+    from lstmkit.kernels import losses
+    from lstmkit.kernels import numba_threads
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=(7, 5, 41)) * 3).astype(np.float32)
+    labels = rng.integers(0, 41, size=(7, 5))
+    mask = rng.random((7, 5)) < 0.7
+
+    def run():
+        logp = kernels.activations.log_softmax(z)
+        _, cache = losses.sparse_categorical_crossentropy(z, labels, from_logits=True, label_smoothing=0.1,
+                                                          mask=mask)
+        return logp, losses.sparse_categorical_crossentropy_backward(cache)
+    whole = run()
+    calls = []
+    real = numba_threads.run_tasks
+    monkeypatch.setattr(numba_threads, "run_tasks", lambda tasks, sync=None: (calls.append(len(tasks)),
+                                                                              real(tasks, sync)))
+    monkeypatch.setattr(backend, "own_products", lambda: True)
+    monkeypatch.setattr(backend, "ROWS_MIN_SIZE", 0)
+    previous = backend.set_num_threads(threads)
+    try:
+        split = run()
+    finally:
+        backend.set_num_threads(previous)
+    assert calls.count(threads) >= 3                # log-softmax twice (the loss's too), the gradient
+    for a, b in zip(whole, split):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_split_plans_cover_every_row_and_unit_once(monkeypatch):
     """Each (row, unit) of a step belongs to exactly one thread, whatever the split."""
     monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)

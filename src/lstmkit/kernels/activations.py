@@ -72,7 +72,7 @@ def log_softmax(x, axis=-1):
         if loops is not None:
             rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
             out = buffers.empty(rows.shape, rows.dtype)
-            loops.log_softmax32(rows, out)
+            backend.by_rows(loops.log_softmax32, (rows, out))
             return out.reshape(x.shape)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

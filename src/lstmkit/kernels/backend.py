@@ -164,6 +164,27 @@ def matmuls(pairs, threaded=None, outs=None):
     return outs
 
 
+# From this many elements a row-wise compiled pass (log-softmax, the cross-entropy's gradient) is
+# split across lstmkit's threads while they do the products (measured: 1024 x 8000 log-softmax
+# 8.6 -> 4.5 ms).
+ROWS_MIN_SIZE = 1 << 20
+
+
+def by_rows(fn, arrays):
+    """``fn(*arrays)`` for a compiled ``fn`` that treats each row of its arrays (the same number of
+    rows) on its own: split by rows across lstmkit's threads when :func:`own_products` (otherwise
+    OpenBLAS's spinning threads would take the cores) and the first array is large."""
+    n = get_num_threads()
+    if arrays[0].size < ROWS_MIN_SIZE or not own_products():
+        fn(*arrays)
+        return
+    from functools import partial
+
+    from . import numba_threads as threads
+    threads.run_tasks([partial(fn, *(a[r0:r1] for a in arrays))
+                       for r0, r1 in threads.split_range(arrays[0].shape[0], n, 1)])
+
+
 def matmul(a, b, threaded=None, out=None):
     """``a @ b`` (into ``out``), as :func:`matmuls`."""
     return matmuls([(a, b)], threaded, None if out is None else [out])[0]

@@ -103,9 +103,12 @@ def _sparse_backward(cache, d_loss):
     if loops is not None and logp.size:
         C = logp.shape[-1]
         d = buffers.empty(logp.shape, logp.dtype)
-        loops.crossentropy_grad32(logp.reshape(-1, C), labels.reshape(-1).astype(np.intp, copy=False),
-                                  np.ascontiguousarray(np.broadcast_to(d_per, labels.shape + (1,)),
-                                                       logp.dtype).reshape(-1), float(s), d.reshape(-1, C))
+        per_row = np.ascontiguousarray(np.broadcast_to(d_per, labels.shape + (1,)), logp.dtype).reshape(-1)
+
+        def grad(lp, lab, w, out):
+            loops.crossentropy_grad32(lp, lab, w, float(s), out)
+        backend.by_rows(grad, (logp.reshape(-1, C), labels.reshape(-1).astype(np.intp, copy=False), per_row,
+                               d.reshape(-1, C)))
         return d
     d = np.exp(logp)
     np.put_along_axis(d, labels[..., None],
