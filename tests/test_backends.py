@@ -306,6 +306,25 @@ def test_row_passes_split_across_threads_equal_one_call(monkeypatch, threads):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_gradient_compiled_equals_add_at(dtype):
+    """The compiled scatter-add of the embedding's backward is NumPy's add.at, bit for bit: repeated
+    ids added in order, into a given gradient too; ids out of range raise instead of writing."""
+    rng = np.random.default_rng(7)
+    ids = rng.integers(0, 9, size=(6, 11))               # many repeats
+    d_y = rng.normal(size=(6, 11, 5)).astype(dtype)
+    start = rng.normal(size=(9, 5)).astype(dtype)
+    expected = start.copy()
+    np.add.at(expected, ids.reshape(-1), d_y.reshape(-1, 5))
+    got = kernels.embedding_backward((ids, (9, 5)), d_y, out=start.copy())
+    np.testing.assert_array_equal(got, expected)
+    fresh = np.zeros((9, 5), dtype)
+    np.add.at(fresh, ids.reshape(-1), d_y.reshape(-1, 5))
+    np.testing.assert_array_equal(kernels.embedding_backward((ids, (9, 5)), d_y), fresh)
+    with pytest.raises(IndexError, match="ids"):
+        kernels.embedding_backward((np.array([[0, 9]]), (9, 5)), d_y[:1, :2])
+
+
 def test_split_plans_cover_every_row_and_unit_once(monkeypatch):
     """Each (row, unit) of a step belongs to exactly one thread, whatever the split."""
     monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)

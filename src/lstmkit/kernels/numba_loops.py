@@ -204,6 +204,15 @@ def crossentropy_grad32(logp, labels, weights, smoothing, out):
         o[labels[i]] -= hit * w
 
 
+@njit(**JIT)
+def scatter_add_rows(table, ids, rows):
+    """table[ids[i]] += rows[i] for each i in order (``np.add.at``); ids already checked in range."""
+    for i in range(ids.shape[0]):
+        t, r = table[ids[i]], rows[i]
+        for j in range(r.shape[0]):
+            t[j] += r[j]
+
+
 @njit(inline="always", **JIT)
 def _matmul(a, w, out):
     """out = a @ w for the small products of a loop that packs nothing, without BLAS (Numba's

@@ -97,7 +97,7 @@ class Embedding(Layer):
         return kernels.embedding_forward(ids, self.params["embeddings"])
 
     def backward(self, cache, grad):
-        self.accumulate("embeddings", kernels.embedding_backward(cache, grad))
+        kernels.embedding_backward(cache, grad, out=self.grads["embeddings"])   # added in place
         return None
 
 
