@@ -38,9 +38,10 @@ def test_memory_still_referred_to_is_not_handed_out(keep):
 
 
 def test_arrays_have_the_requested_shape_dtype_and_alignment():
-    for shape, dtype in [(SHAPE, np.float32), ((5, 7, 999), np.float64), ((70000,), np.int8)]:
+    for shape, dtype in [(SHAPE, np.float32), ((5, 7, 999), np.float64), ((70000,), np.int8),
+                         (np.int64(20000), np.float32)]:
         a = buffers.empty(shape, dtype)
-        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        assert a.shape == np.empty(shape, dtype).shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
         assert a.ctypes.data % buffers.ALIGN == 0
 
 

@@ -111,8 +111,8 @@ def _trim(keep):
 def empty(shape, dtype):
     """``np.empty(shape, dtype)``, its memory reused (see the module's description)."""
     dtype = np.dtype(dtype)
-    shape = tuple(shape)
-    nbytes = dtype.itemsize * math.prod(shape)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = dtype.itemsize * int(math.prod(shape))
     if nbytes < MIN_BYTES or _IDLE is None:
         return np.empty(shape, dtype)
     with _lock:
@@ -148,4 +148,5 @@ def _new_lock():
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_lock)    # a lock held by another thread at fork stays held
+if hasattr(os, "register_at_fork"):             # a lock held by another thread at fork stays held
+    os.register_at_fork(after_in_child=_new_lock)
