@@ -31,6 +31,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+# Numba's disk cache checks only the source file of the function it compiled: the loops of
+# numba_loops.py keep the micro-kernel they were compiled with until their own file changes (after
+# editing this file, touch numba_loops.py and numba_threads.py or delete their __pycache__/*.nbi).
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
