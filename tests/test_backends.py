@@ -323,6 +323,8 @@ def test_embedding_gradient_compiled_equals_add_at(dtype):
     np.testing.assert_array_equal(kernels.embedding_backward((ids, (9, 5)), d_y), fresh)
     with pytest.raises(IndexError, match="ids"):
         kernels.embedding_backward((np.array([[0, 9]]), (9, 5)), d_y[:1, :2])
+    fortran = np.asfortranarray(start)                   # not C-contiguous: NumPy's add.at
+    np.testing.assert_array_equal(kernels.embedding_backward((ids, (9, 5)), d_y, out=fortran), expected)
 
 
 def test_split_plans_cover_every_row_and_unit_once(monkeypatch):
