@@ -70,7 +70,7 @@ def log_softmax(x, axis=-1):
         from . import backend, buffers
         loops = backend.compiled_loops(x.dtype)
         if loops is not None:
-            rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+            rows = buffers.contiguous(x, x.dtype).reshape(-1, x.shape[-1])
             out = buffers.empty(rows.shape, rows.dtype)
             backend.by_rows(loops.log_softmax32, (rows, out))
             return out.reshape(x.shape)

@@ -15,6 +15,7 @@ Numba is imported on the first kernel call, never by ``import lstmkit``; its com
 on disk (``cache=True``), so the compilation (seconds) happens once per machine and Python version.
 """
 import os
+from functools import partial
 
 import numpy as np
 
@@ -178,8 +179,6 @@ def by_rows(fn, arrays):
     if arrays[0].size < ROWS_MIN_SIZE or not own_products():
         fn(*arrays)
         return
-    from functools import partial
-
     from . import numba_threads as threads
     threads.run_tasks([partial(fn, *(a[r0:r1] for a in arrays))
                        for r0, r1 in threads.split_range(arrays[0].shape[0], n, 1)])

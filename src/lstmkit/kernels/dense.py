@@ -51,10 +51,7 @@ def dense_forward(x, kernel, bias=None, activation=None):
     act, _ = activations.get(activation)
     # One 2-D product: a batched matmul over a strided 3-D view (e.g. time-major outputs seen
     # batch-major) is up to hundreds of times slower than flattening first.
-    x2 = x.reshape(-1, x.shape[-1])
-    y = backend.matmul(x2, kernel, out=buffers.empty((x2.shape[0], kernel.shape[1]),
-                                                     np.result_type(x, kernel)))
-    y = y.reshape(*x.shape[:-1], kernel.shape[1])
+    y = backend.matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
     if bias is not None:
         y += bias
     y = act(y)
@@ -69,11 +66,10 @@ def dense_backward(cache, d_y, *, weight_grads=True):
     dz = d_y if activation in (None, "linear") else d_y * dact(y)
     dz2 = dz.reshape(-1, dz.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
-    d_x = buffers.empty((dz2.shape[0], kernel.shape[0]), np.result_type(dz2, kernel))
     if weight_grads:
-        d_x, d_kernel = backend.matmuls([(dz2, kernel.T), (x2.T, dz2)], outs=[d_x, None])
+        d_x, d_kernel = backend.matmuls([(dz2, kernel.T), (x2.T, dz2)])
     else:
-        d_x, d_kernel = backend.matmul(dz2, kernel.T, out=d_x), Deferred(x2, dz2)
+        d_x, d_kernel = backend.matmul(dz2, kernel.T), Deferred(x2, dz2)
     return {
         "x": d_x.reshape(x.shape),
         "kernel": d_kernel,

@@ -48,8 +48,7 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
     threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype)
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded or None,
-                        buffers.empty((T * B, 3 * U), dtype)).reshape(T, B, 3 * U)
+    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded or None).reshape(T, B, 3 * U)
     if b_in is not None and loops is None:
         xw += b_in          # the compiled loops add it in their step (one pass over xw less)
 
@@ -164,8 +163,7 @@ def gru_backward(cache, d_outputs=None, d_h=None):
         products.append((h_in2.T, drec2))
     else:                   # the candidate's recurrent product takes r * h, not h
         products += [(h_in2.T, drec2[:, :2 * U]), (rh_all.reshape(T * B, U).T, drec2[:, 2 * U:])]
-    d_x = buffers.empty((T * B, kernel.shape[0]), dtype)
-    d_x, d_kernel, *d_rk = backend.matmuls(products, threaded or None, [d_x] + [None] * (len(products) - 1))
+    d_x, d_kernel, *d_rk = backend.matmuls(products, threaded or None)
     d_rk = d_rk[0] if reset_after else np.concatenate(d_rk, axis=1)
     d_bias = None
     if has_bias:

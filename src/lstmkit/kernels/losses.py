@@ -70,8 +70,6 @@ def reduce_backward(cache, d_loss=None):
 
 
 # -- categorical cross-entropy -------------------------------------------------------------------
-
-
 def sparse_categorical_crossentropy(y_pred, labels, *, from_logits=False, label_smoothing=0.0,
                                     weights=None, mask=None, reduction="sum_over_batch_size"):
     """Cross-entropy of integer ``labels`` (P) against ``y_pred`` (P + (C,)) logits or probabilities.

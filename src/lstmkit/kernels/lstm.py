@@ -168,14 +168,13 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=Tru
     if projection is not None:
         m_all = gates[:, :, 3 * U:] * act_c       # o * act(c_t) of every step, (T, B, U)
         grads["projection"] = Deferred(m_all.reshape(T * B, U), dh_steps.reshape(T * B, P))
-    d_x = buffers.empty((T * B, kernel.shape[0]), dtype)
     if weight_grads:
         d_x, grads["kernel"], grads["recurrent_kernel"] = backend.matmuls(
-            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded or None, [d_x, None, None])
+            [(dz2, kernel.T), (x2.T, dz2), (h_in.T, dz2)], threaded or None)
         for name in ("bias", "projection"):
             if grads.get(name) is not None:
                 grads[name] = resolve([grads[name]])
     else:
-        backend.matmul(dz2, kernel.T, threaded or None, d_x)
+        d_x = backend.matmul(dz2, kernel.T, threaded or None)
     grads.update(x=to_batch_major(d_x.reshape(T, B, kernel.shape[0]), reverse), h0=dh, c0=dc)
     return grads

@@ -588,9 +588,7 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         gates = buffers.empty((T if keep else 2, B, G), dtype)
     else:
         split = plan is not None and len(plan[1]) > 1
-        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None,
-                            buffers.empty((T * B, G), dtype))
-        xw = xw.reshape(T, B, G)
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None).reshape(T, B, G)
         xin, W = xw, _absent(dtype, 2)
         gates = xin     # the product added and the gates activated in place: xw is this call's own
     if plan is not None:

@@ -155,10 +155,11 @@ def _top_k(values, k):
     stable sort, or argmax, orders them): a partition, then a sort of k per row (a whole sort of the
     K * V candidates took most of a beam step)."""
     cols = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(values, cols, 1).min(axis=1, keepdims=True)     # the k-th largest
+    taken = np.take_along_axis(values, cols, 1)
+    kth = taken.min(axis=1, keepdims=True)                                   # the k-th largest
     tied = values == kth
     # Where more columns share the k-th value than were taken, take the leftmost of them.
-    short = np.flatnonzero(tied.sum(axis=1) > (np.take_along_axis(values, cols, 1) == kth).sum(axis=1))
+    short = np.flatnonzero(tied.sum(axis=1) > (taken == kth).sum(axis=1))
     if short.size:
         v, t = values[short], tied[short]
         above = v > kth[short]
