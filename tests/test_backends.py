@@ -382,6 +382,52 @@ def test_split_products_equal_numpy():
         np.testing.assert_allclose(threads.matmuls([(x.T, dz)], n)[0], x.T @ dz, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
+    """Inside ``constant_weights`` the products by those matrices (the very arrays, up to
+    PACKED_MAX_ROWS rows) run packed, each matrix packed once, on 1-3 threads; the others as before.
+    Results equal NumPy's to float rounding."""
+    import threading
+    packed = []
+    real_pack = numba_matmul.pack
+    monkeypatch.setattr(numba_matmul, "pack", lambda w: packed.append(w) or real_pack(w))
+    monkeypatch.setattr(backend, "PRODUCT_MIN_WORK", 0)              # split even these small ones
+    rng = np.random.default_rng(3)
+    w, v = rng.normal(size=(40, 70)).astype(dtype), rng.normal(size=(70, 33)).astype(dtype)
+    a = rng.normal(size=(9, 40)).astype(dtype)
+    strided = rng.normal(size=(9, 80)).astype(dtype)[:, ::2]       # columns not contiguous
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    previous = backend.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            backend.set_num_threads(n)
+            packed.clear()
+            with backend.constant_weights([w, v]):
+                other = []
+                worker = threading.Thread(target=lambda: other.append(backend.matmul(a @ w, v)))
+                worker.start()
+                worker.join()
+                y, z, c, s = backend.matmuls([(a, w), (a @ w, v), (a, w.copy()), (strided, w)])
+                y2, view = backend.matmul(a, w), backend.matmul(a, w[:, :])
+                big = backend.matmul(np.ones((backend.PACKED_MAX_ROWS + 1, 40), dtype), w)
+            for got, ref in ((y, a @ w), (z, (a @ w) @ v), (c, a @ w), (s, strided @ w), (y2, a @ w),
+                             (view, a @ w), (other[0], (a @ w) @ v),
+                             (big, np.ones((backend.PACKED_MAX_ROWS + 1, 40), dtype) @ w)):
+                np.testing.assert_allclose(got, ref, **tol)
+            if numba_loops.PACKED:      # once each; not the copy, the view, another thread's product
+                assert [id(p) for p in packed] == [id(w), id(v)]
+            else:
+                assert packed == []
+            with backend.constant_weights([w]):
+                with backend.constant_weights([v]):                  # nested: both
+                    backend.matmuls([(a, w), (a @ w, v)])
+                backend.matmul(a @ w, v)                             # the inner block's are gone
+            backend.matmul(a, w)
+            assert len(packed) == (4 if numba_loops.PACKED else 0)
+    finally:
+        backend.set_num_threads(previous)
+
+
 def test_num_threads_setting():
     previous = kernels.set_num_threads(3)
     try:

@@ -103,6 +103,37 @@ def test_beam_size_one_is_greedy(kind, rng):
             np.testing.assert_allclose(g.attention, b.attention)
 
 
+def test_decoding_context_gives_the_steps_results(monkeypatch):
+    """Inside ``model.decoding()`` (as the searches decode) the steps' products use the weights
+    packed once; the log-probabilities equal those of steps outside it, to float32 rounding."""
+    from lstmkit.kernels import backend
+    packed = []
+    if backend.get_backend() == "numba":
+        from lstmkit.kernels import numba_loops, numba_matmul
+        real = numba_matmul.pack
+        monkeypatch.setattr(numba_matmul, "pack", lambda w: packed.append(w.shape) or real(w))
+    model = Seq2Seq(50, 60, embedding_size=32, hidden_size=64, attention="general", seed=1)
+    rng = np.random.default_rng(4)
+    src, lengths = rng.integers(4, 50, size=(20, 7)), rng.integers(1, 8, size=20)
+    tokens = rng.integers(4, 60, size=(4, 20))
+
+    def run():
+        ds, out = model.start(src, lengths), []
+        for t in tokens:
+            logp, w, ds = model.step(ds, t)
+            out += [logp, w]
+        return out
+
+    outside = run()
+    assert packed == []
+    with model.decoding():
+        inside = run()
+    for a, b in zip(outside, inside):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    if backend.get_backend() == "numba" and numba_loops.PACKED:
+        assert (96, 4 * 64) in packed and (64, 60) in packed     # the decoder's kernel, the output's
+
+
 def test_beam_top_k_orders_as_a_stable_sort():
     """The beam's top-k selection (a partition) picks and orders exactly as a stable argsort: ties in
     column order, also at the k-th value and among -inf (dead beams)."""

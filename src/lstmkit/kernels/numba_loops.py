@@ -588,7 +588,12 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         gates = buffers.empty((T if keep else 2, B, G), dtype)
     else:
         split = plan is not None and len(plan[1]) > 1
-        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None).reshape(T, B, G)
+        pairs = [(xs.reshape(T * B, xs.shape[2]), kernel)]
+        stepwise = plan is None and not _whole_loop(B, U, G)
+        if stepwise:    # the first step's recurrent product with them: one start of the threads for both
+            pairs.append((h if rmask is None else h * rm, recurrent_kernel))
+        products = backend.matmuls(pairs, split or None)
+        xw = products[0].reshape(T, B, G)
         xin, W = xw, _absent(dtype, 2)
         gates = xin     # the product added and the gates activated in place: xw is this call's own
     if plan is not None:
@@ -605,14 +610,15 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
             _lstm_forward_blas(keep, xw, bias, np.ascontiguousarray(recurrent_kernel, dtype), rm, ms2, mode,
                                act, ract, gates, hs, cs, act_c, outs)
         else:
-            z = np.empty((B, G), dtype)
+            z = products[1]
             hr = np.empty((B, U), dtype)
             scratch_ = np.zeros((2, U), dtype)
             own = backend.own_products()
             for t in range(T):
-                h_t = hs[t if keep else t & 1]
-                h_in = h_t if rmask is None else np.multiply(h_t, rm, out=hr)
-                backend.matmul(h_in, recurrent_kernel, own, z)
+                if t:
+                    h_t = hs[t if keep else t & 1]
+                    h_in = h_t if rmask is None else np.multiply(h_t, rm, out=hr)
+                    backend.matmul(h_in, recurrent_kernel, own, z)
                 _lstm_step(t, keep, xw, z, bias, 0, B, 0, U, ms2, mode, act, ract, gates, hs, cs, act_c, outs,
                            scratch_)
     last = T if keep else T & 1      # the slot of the state leaving the last step

@@ -14,7 +14,7 @@ that an oversubscribed machine still makes progress.
 
 **The pool.** The threads are Python threads running ``nogil`` compiled code. Waking a sleeping
 thread takes 50-360 us here, as long as a small loop, so a worker that has finished spins for about
-0.2 ms (compiled, without the GIL) before it sleeps: back-to-back calls, and the products and loop
+0.35 ms (compiled, without the GIL) before it sleeps: back-to-back calls, and the products and loop
 of one call, find it awake. A thread that waits for the GIL sleeps as well, so the caller hands
 the GIL over without contention: it tells the workers to start from compiled code, without the
 GIL, and waits there until each has entered its part (each part counts itself in ``sync`` with
@@ -38,17 +38,20 @@ from functools import partial
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import literal_unroll, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import buffers
 from .blas import single_threaded
+from .numba_matmul import packed_matmul, scratch
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 _STRIDE = 16          # one 128-byte slot a thread: no two threads' counters share a cache line
 _SPINS = 1 << 14       # pause instructions before yielding the core (about 0.2 ms here)
-_IDLE_SPINS = 1 << 14  # pause instructions a finished worker (or a waiting caller) spins (0.2 ms)
+_IDLE_SPINS = 1 << 15  # pause instructions a finished worker (or a waiting caller) spins (0.35 ms:
+                       # a decoding step's products come 0.1-0.2 ms apart; with 0.2 ms greedy
+                       # decoding took 21.3 ms, with 0.35 ms 18.3)
 _GRACE_SPINS = 1 << 10  # pauses a caller waits, without the GIL, for workers to start tasks that
                         # do not count themselves (products: a worker is inside BLAS in a few us)
 
@@ -332,3 +335,28 @@ def matmuls(pairs, n, outs=None):
     with single_threaded():
         run_tasks([partial(run_share, share) for share in shares if share])
     return outs
+
+
+def packed_matmuls(items, n, min_work):
+    """out = a @ w for each ``(a, P, out)``, ``P = numba_matmul.pack(w)``, on up to ``n`` threads
+    with one start of them for all: a product of ``min_work`` multiply-adds or more is split by its
+    panels (each thread computes its columns, reading its share of P), a smaller one goes whole to
+    the thread with the least work so far."""
+    shares, load = [[] for _ in range(n)], [0] * n
+    for a, P, out in items:
+        work = a.shape[0] * a.shape[1] * out.shape[1]
+        NR = P.shape[2]
+        for p0, p1 in split_range(P.shape[0], n if work >= min_work else 1, 1):
+            k = load.index(min(load))
+            shares[k].append((a, P[p0:p1], out[:, p0 * NR:p1 * NR]))
+            load[k] += work * (p1 - p0) // P.shape[0]
+
+    run_tasks([partial(_packed_share, tuple(share), scratch(share[0][1].dtype)) for share in shares if share])
+
+
+@njit(**JIT)
+def _packed_share(items, tmp):
+    """One thread's products (a tuple of (a, P, out)), all without the GIL (a thread that needs it
+    between two of them would wait for the caller to let it go, and waking it costs 50 us here)."""
+    for item in literal_unroll(items):
+        packed_matmul(item[0], item[1], item[2], tmp)

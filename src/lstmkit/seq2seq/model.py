@@ -388,6 +388,12 @@ class Seq2Seq:
         return d_y, d_state, kernels.dense.resolve(d_values), kernels.dense.resolve(d_memory)
 
     # -- one decoding step (inference) ----------------------------------------------------------
+    def decoding(self):
+        """A context for decoding with :meth:`start` and :meth:`step`: the weights must not change
+        inside it, and the steps' products use them packed once
+        (:func:`lstmkit.kernels.backend.constant_weights`). The searches decode in one."""
+        return kernels.backend.constant_weights(self.params.values())
+
     def start(self, src, src_lengths):
         """Encode a batch for decoding. Returns a :class:`DecoderState`."""
         (keys, mask, state), _ = self.encode(src, src_lengths, training=False)

@@ -9,6 +9,8 @@ attention).
 A sentence stops at </s> or after ``max_len`` tokens (default ``2 * source length + 10``, per sentence,
 so a batch decodes exactly like its sentences one by one).
 """
+from contextlib import nullcontext
+from functools import wraps
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -31,6 +33,17 @@ def _limits(src_lengths, max_len):
     return np.full(lengths.shape, int(max_len))
 
 
+def _decoding(search):
+    """Run ``search`` inside ``model.decoding()`` where the model has one: its weights do not change
+    while it decodes, and its products may use them packed once."""
+    @wraps(search)
+    def run(model, *args, **kwargs):
+        with getattr(model, "decoding", nullcontext)():
+            return search(model, *args, **kwargs)
+    return run
+
+
+@_decoding
 def greedy_search(model, src, src_lengths, *, max_len=None):
     """Pick the most probable next token at every step, for the whole batch at once."""
     src_lengths = np.asarray(src_lengths)
@@ -68,6 +81,7 @@ def greedy_search(model, src, src_lengths, *, max_len=None):
             for b in range(B)]
 
 
+@_decoding
 def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.0, max_len=None):
     """Keep the ``beam_size`` best partial translations of every sentence (all sentences and beams
     decoded as one batch of B * beam_size rows).
