@@ -419,6 +419,8 @@ def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
             else:
                 assert packed == []
             with backend.constant_weights([w]):
+                # the other products too leave OpenBLAS's threads idle (they would spin)
+                assert backend.own_products() == (numba_loops.PACKED and n > 1)
                 with backend.constant_weights([v]):                  # nested: both
                     backend.matmuls([(a, w), (a @ w, v)])
                 backend.matmul(a @ w, v)                             # the inner block's are gone

@@ -122,11 +122,15 @@ PRODUCT_MIN_WORK = 1 << 22
 
 
 def own_products():
-    """Whether the kernels' products run on lstmkit's threads now (see :func:`matmuls`): NumPy's
-    OpenBLAS is on one thread (``blas.single_threaded()``, as the translator trains;
-    ``OPENBLAS_NUM_THREADS=1``) and the compiled loops have more than one."""
+    """Whether the kernels' products run on lstmkit's threads now (see :func:`matmuls`): the
+    compiled loops have more than one, and NumPy's OpenBLAS is on one thread (``blas.single_threaded()``,
+    as the translator trains; ``OPENBLAS_NUM_THREADS=1``) or this is a :func:`constant_weights`
+    block (OpenBLAS's spinning threads would slow its packed products down: a training step 50 ->
+    133 ms)."""
     if get_num_threads() < 2 or get_backend() != "numba":
         return False
+    if getattr(_constant, "packs", None):
+        return True
     from .blas import openblas
     libs = openblas()
     return bool(libs) and all(get() == 1 for get, _ in libs)
@@ -149,8 +153,6 @@ def matmuls(pairs, threaded=None, outs=None):
         if rest:
             matmuls([pairs[k] for k in rest], threaded, [outs[k] for k in rest])
         return outs
-    if threaded is None and getattr(_constant, "packs", None):
-        threaded = True     # OpenBLAS's spinning threads would slow the packed products down
     if threaded is None:
         threaded = own_products()
     if not threaded:

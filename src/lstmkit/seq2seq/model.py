@@ -235,12 +235,14 @@ class Seq2Seq:
         return out
 
     def train_step(self, batch):
-        """Teacher-forced forward, loss, backward (gradients added to ``grads``)."""
+        """Teacher-forced forward, loss, backward (gradients added to ``grads``). The weights do not
+        change meanwhile: the decoder's steps multiply by them packed once (see :meth:`decoding`)."""
         batch = as_batch(batch)
-        logits, cache = self.forward(batch, training=True)
-        labels = batch.tgt[:, 1:]
-        loss, lcache = self.loss.forward(logits, labels)
-        self.backward(cache, self.loss.backward(lcache))
+        with self.decoding():
+            logits, cache = self.forward(batch, training=True)
+            labels = batch.tgt[:, 1:]
+            loss, lcache = self.loss.forward(logits, labels)
+            self.backward(cache, self.loss.backward(lcache))
         return {"loss": float(loss), "tokens": int(np.count_nonzero(labels != PAD))}
 
     def eval_step(self, batch):
@@ -391,7 +393,8 @@ class Seq2Seq:
     def decoding(self):
         """A context for decoding with :meth:`start` and :meth:`step`: the weights must not change
         inside it, and the steps' products use them packed once
-        (:func:`lstmkit.kernels.backend.constant_weights`). The searches decode in one."""
+        (:func:`lstmkit.kernels.backend.constant_weights`). The searches decode in one, and
+        :meth:`train_step` runs in one."""
         return kernels.backend.constant_weights(self.params.values())
 
     def start(self, src, src_lengths):
