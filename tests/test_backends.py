@@ -384,13 +384,17 @@ def test_split_products_equal_numpy():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
-    """Inside ``constant_weights`` the products by those matrices (the very arrays, up to
-    PACKED_MAX_ROWS rows) run packed, each matrix packed once, on 1-3 threads; the others as before.
-    Results equal NumPy's to float rounding."""
+    """Inside ``constant_weights`` the products by those matrices (the very arrays or their
+    transposes, up to PACKED_MAX_ROWS rows) run packed, each packed once, on 1-3 threads; the
+    others as before. Results equal NumPy's to float rounding."""
     import threading
     packed = []
     real_pack = numba_matmul.pack
-    monkeypatch.setattr(numba_matmul, "pack", lambda w: packed.append(w) or real_pack(w))
+
+    def name(p):
+        return next(k + t for k, m in (("w", w), ("v", v)) for t, q in (("", m), (".T", m.T))
+                    if p.base is q.base and p.shape == q.shape and p.strides == q.strides)
+    monkeypatch.setattr(numba_matmul, "pack", lambda p: packed.append(name(p)) or real_pack(p))
     monkeypatch.setattr(backend, "PRODUCT_MIN_WORK", 0)              # split even these small ones
     rng = np.random.default_rng(3)
     w, v = rng.normal(size=(40, 70)).astype(dtype), rng.normal(size=(70, 33)).astype(dtype)
@@ -410,12 +414,17 @@ def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
                 y, z, c, s = backend.matmuls([(a, w), (a @ w, v), (a, w.copy()), (strided, w)])
                 y2, view = backend.matmul(a, w), backend.matmul(a, w[:, :])
                 big = backend.matmul(np.ones((backend.PACKED_MAX_ROWS + 1, 40), dtype), w)
+                d = a @ w
+                t1, t2, flipped = (backend.matmul(d, q) for q in (w.T, w.T, w[:, ::-1].T))
+                assert backend.is_constant(w) and not backend.is_constant(w.T)
+            assert not backend.is_constant(w)
             for got, ref in ((y, a @ w), (z, (a @ w) @ v), (c, a @ w), (s, strided @ w), (y2, a @ w),
-                             (view, a @ w), (other[0], (a @ w) @ v),
+                             (view, a @ w), (other[0], (a @ w) @ v), (t1, d @ w.T), (t2, d @ w.T),
+                             (flipped, d @ w[:, ::-1].T),
                              (big, np.ones((backend.PACKED_MAX_ROWS + 1, 40), dtype) @ w)):
                 np.testing.assert_allclose(got, ref, **tol)
             if numba_loops.PACKED:      # once each; not the copy, the view, another thread's product
-                assert [id(p) for p in packed] == [id(w), id(v)]
+                assert packed == ["w", "v", "w.T"]
             else:
                 assert packed == []
             with backend.constant_weights([w]):
@@ -425,7 +434,7 @@ def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
                     backend.matmuls([(a, w), (a @ w, v)])
                 backend.matmul(a @ w, v)                             # the inner block's are gone
             backend.matmul(a, w)
-            assert len(packed) == (4 if numba_loops.PACKED else 0)
+            assert len(packed) == (5 if numba_loops.PACKED else 0)
     finally:
         backend.set_num_threads(previous)
 

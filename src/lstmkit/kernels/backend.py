@@ -179,7 +179,7 @@ def matmuls(pairs, threaded=None, outs=None):
 # Products by constant weights (see :func:`constant_weights`) of at most this many rows run packed.
 PACKED_MAX_ROWS = 256
 
-_constant = threading.local()     # .packs inside constant_weights(): {id(w): [w, its panels or None]}
+_constant = threading.local()     # .packs inside constant_weights(): {id(w): [w, w's panels, w.T's]}
 
 
 @contextmanager
@@ -198,7 +198,7 @@ def constant_weights(weights):
     if loops is not None and loops.PACKED:
         for w in weights:
             if isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype in (np.float32, np.float64):
-                packs.setdefault(id(w), [w, None])
+                packs.setdefault(id(w), [w, None, None])
     _constant.packs = packs
     try:
         yield
@@ -215,18 +215,39 @@ def _constant_products(pairs, outs):
     from . import numba_matmul, numba_threads
     items, rest = [], []
     for k, (a, b) in enumerate(pairs):
-        entry = packs.get(id(b))
-        if entry is None or entry[0] is not b or a.shape[0] > PACKED_MAX_ROWS or a.dtype != b.dtype:
+        panels = None
+        if a.shape[0] <= PACKED_MAX_ROWS and a.dtype == b.dtype:
+            panels = _panels(packs, b, numba_matmul.pack)
+        if panels is None:
             rest.append(k)
             continue
-        if entry[1] is None:
-            entry[1] = numba_matmul.pack(b)
         if a.strides[1] != a.itemsize:
             a = np.ascontiguousarray(a)
-        items.append((a, entry[1], outs[k]))
+        items.append((a, panels, outs[k]))
     if items:
         numba_threads.packed_matmuls(items, get_num_threads(), PRODUCT_MIN_WORK)
     return rest
+
+
+def _panels(packs, b, pack):
+    """The panels of ``b`` (packed on first use) where it is a constant weight ``w`` or ``w.T`` (a
+    backward pass multiplies by the transpose), else None."""
+    entry, slot = packs.get(id(b)), 1
+    if entry is None or entry[0] is not b:
+        w, slot = b.base, 2
+        entry = packs.get(id(w)) if w is not None else None
+        if (entry is None or entry[0] is not w or b.shape != w.shape[::-1] or b.strides != w.strides[::-1]
+                or b.ctypes.data != w.ctypes.data):
+            return None
+    if entry[slot] is None:
+        entry[slot] = pack(b)
+    return entry[slot]
+
+
+def is_constant(w):
+    """Whether ``w`` is one of the weights of the :func:`constant_weights` block this thread is in."""
+    entry = (getattr(_constant, "packs", None) or {}).get(id(w))
+    return entry is not None and entry[0] is w
 
 
 # From this many elements a row-wise compiled pass (log-softmax, the cross-entropy's gradient) is

@@ -344,7 +344,8 @@ class _BackwardProduct:
 
     def __init__(self, w, B, T):
         self.w = w
-        self.out_t = np.empty((w.shape[0], B), w.dtype) if _transposed_product(B, w.shape[0], T) else None
+        transposed = _transposed_product(B, w.shape[0], T) and not backend.is_constant(w)   # else packed
+        self.out_t = np.empty((w.shape[0], B), w.dtype) if transposed else None
         self.own = backend.own_products()
 
     def __call__(self, d, out):
