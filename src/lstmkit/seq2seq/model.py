@@ -248,7 +248,8 @@ class Seq2Seq:
     def eval_step(self, batch):
         """Loss (without label smoothing) and token accuracy under teacher forcing."""
         batch = as_batch(batch)
-        logits, _ = self.forward(batch, training=False)
+        with self.decoding():
+            logits, _ = self.forward(batch, training=False)
         labels = batch.tgt[:, 1:]
         loss, _ = self.eval_loss.forward(logits, labels)
         valid = labels != PAD
@@ -393,9 +394,9 @@ class Seq2Seq:
     def decoding(self):
         """A context for decoding with :meth:`start` and :meth:`step`: the weights must not change
         inside it, and the steps' products use them packed once
-        (:func:`lstmkit.kernels.backend.constant_weights`). The searches decode in one, and
-        :meth:`train_step` runs in one."""
-        return kernels.backend.constant_weights(self.params.values())
+        (:func:`lstmkit.kernels.constant_weights`). The searches decode in one, and
+        :meth:`train_step` and :meth:`eval_step` run in one."""
+        return kernels.constant_weights(self.params.values())
 
     def start(self, src, src_lengths):
         """Encode a batch for decoding. Returns a :class:`DecoderState`."""
