@@ -357,8 +357,8 @@ def test_a_failing_thread_releases_the_others():
         w = np.zeros((4, 16), f32)
         panels = numba_loops._panels(4, 0, 4, 4, f32)
         numba_loops._lstm_forward_part(
-            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, panels.copy(), np.zeros(0, f32), w,
-            panels, numba_matmul.scratch(f32), none, none, 0, 0, 1, gates, np.zeros((4, 1, 4), f32),
+            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, (panels.copy(), -1), np.zeros(0, f32), w,
+            (panels, -1), numba_matmul.scratch(f32), none, none, 0, 0, 1, gates, np.zeros((4, 1, 4), f32),
             np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32), np.zeros((3, 1, 4), f32))
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
@@ -435,6 +435,60 @@ def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
                 backend.matmul(a @ w, v)                             # the inner block's are gone
             backend.matmul(a, w)
             assert len(packed) == (5 if numba_loops.PACKED else 0)
+    finally:
+        backend.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", ["batch", "units"])
+@pytest.mark.parametrize("cell", ["lstm", "lstm_unfolded", "gru"])
+def test_split_loops_read_constant_weights_packed_once(cell, split, dtype, monkeypatch):
+    """A loop split across threads inside a ``constant_weights`` block reads its recurrent matrix
+    (and the LSTM's folded input matrix) from the block's packing, forward and backward: each
+    matrix packed once for all the calls made in the object's blocks. The results are those of
+    the threads' own packing (the products outside the loop to float rounding)."""
+    if not numba_loops.PACKED:
+        pytest.skip("the packed loops need AVX-512")
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(numba_loops, "SPLIT", split)
+    if cell == "lstm_unfolded":
+        monkeypatch.setattr(numba_loops, "FOLD_BYTES", -1)
+    packed = []
+    real_pack = numba_matmul.pack
+    rng = np.random.default_rng(11)
+    G, Bn, Tn, In, Un = (3 if cell == "gru" else 4), 4, 6, 8, 2 * numba_matmul.panel_width(dtype)
+    k, r = (rng.normal(size=s).astype(dtype) * 0.3 for s in ((In, G * Un), (Un, G * Un)))
+    bias = rng.normal(size=(2, G * Un) if cell == "gru" else (G * Un,)).astype(dtype) * 0.3
+    x = rng.normal(size=(Bn, Tn, In)).astype(dtype)
+
+    def name(p):
+        return next(n + t for n, m in (("k", k), ("r", r)) for t, q in (("", m), (".T", m.T))
+                    if p.base is q.base and p.shape == q.shape and p.strides == q.strides)
+    monkeypatch.setattr(numba_matmul, "pack", lambda p: packed.append(name(p)) or real_pack(p))
+
+    def run():
+        if cell == "gru":
+            out, h, cache = kernels.gru_forward(x, None, None, k, r, bias, reset_after=True)
+            grads = kernels.gru_backward(cache, np.cos(out), None)
+        else:
+            out, h, c, cache = kernels.lstm_forward(x, None, None, None, k, r, bias)
+            grads = kernels.lstm_backward(cache, np.cos(out), None, None)
+        return [out, h, grads["x"], grads["kernel"], grads["recurrent_kernel"]]
+
+    previous = backend.set_num_threads(2)
+    backend.set_backend("numba")
+    try:
+        assert len(numba_loops._parts(Bn, Tn, Un, G * Un, dtype)[1]) == 2
+        ref = run()
+        assert packed == []
+        frozen = kernels.constant_weights([k, r])
+        for _ in range(2):
+            with frozen:
+                got = run()
+            for a, b in zip(got, ref):
+                np.testing.assert_allclose(a, b, **(dict(rtol=1e-5, atol=1e-5) if dtype == np.float32
+                                                    else dict(rtol=1e-12, atol=1e-12)))
+        assert sorted(packed) == ["k", "k.T", "r", "r.T"]
     finally:
         backend.set_num_threads(previous)
 

@@ -16,7 +16,6 @@ on disk (``cache=True``), so the compilation (seconds) happens once per machine 
 """
 import os
 import threading
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -179,39 +178,47 @@ def matmuls(pairs, threaded=None, outs=None):
 # Products by constant weights (see :func:`constant_weights`) of at most this many rows run packed.
 PACKED_MAX_ROWS = 256
 
-_constant = threading.local()     # .packs inside constant_weights(): {id(w): [w, w's panels, w.T's]}
+_constant = threading.local()     # .packs in a constant_weights block: {id(w): [w, its panels, w.T's]}; .outer
 
 
-@contextmanager
-def constant_weights(weights):
-    """Promise that the matrices ``weights`` do not change inside the block. The kernels' products
-    ``a @ w`` and ``a @ w.T`` by one of them (``w`` itself or its transpose, not a copy) with at most
-    PACKED_MAX_ROWS rows then run on lstmkit's packed micro-kernel, ``w`` packed once for the block
-    (``numba_matmul``), and every product of the kernels runs on lstmkit's threads
+class constant_weights:
+    """A promise that the matrices ``weights`` do not change while this object is in use. Inside
+    ``with`` it, the kernels' products ``a @ w`` and ``a @ w.T`` by one of them (``w`` itself or
+    its transpose, not a copy) with at most PACKED_MAX_ROWS rows run on lstmkit's packed
+    micro-kernel, and a recurrent loop split across lstmkit's threads reads its recurrent (and
+    folded input) matrix from there: each packed once, on first use, and kept for the next ``with``
+    of the same object, as an inference session keeps its weights packed (LSTM forward, B=1 T=20
+    H=512: 1.48 -> 1.09 ms a call). Every product of the kernels then runs on lstmkit's threads
     (:func:`own_products`). OpenBLAS packs ``w`` anew at each product, which is most of the work of
-    a decoder step of a few rows. Seq2Seq's decoding, training and evaluation steps run so (greedy
-    decoding, B=32 H=256: 21.3 -> 17.8 ms; a training step about 55 -> 46 ms). Needs the compiled
-    backend on a CPU with AVX-512, else changes nothing. Results differ from NumPy's products by
-    float rounding only. Applies to this thread; blocks nest.
+    a decoder step of a few rows: Seq2Seq's decoding, training and evaluation steps run in one
+    (greedy decoding, B=32 H=256: 21.3 -> 17.8 ms; a training step about 55 -> 46 ms). Needs the
+    compiled backend on a CPU with AVX-512, else changes nothing. Results differ from NumPy's
+    products by float rounding only. Applies to the thread that enters it; blocks nest. The packed
+    copies take as much memory as the weights and live as long as the object.
 
         >>> w = np.ones((3, 4), np.float32)
-        >>> with constant_weights([w]):
+        >>> frozen = constant_weights([w])
+        >>> with frozen:
         ...     y = matmul(np.ones((2, 3), np.float32), w)
         >>> y.tolist()
         [[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]]
     """
-    outer = getattr(_constant, "packs", None)
-    packs = dict(outer or {})
-    loops = _import_loops() if get_backend() == "numba" else None
-    if loops is not None and loops.PACKED:
-        for w in weights:
-            if isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype in (np.float32, np.float64):
-                packs.setdefault(id(w), [w, None, None])
-    _constant.packs = packs
-    try:
-        yield
-    finally:
+
+    def __init__(self, weights):
+        self._packs = {id(w): [w, None, None] for w in weights
+                       if isinstance(w, np.ndarray) and w.ndim == 2 and w.dtype in (np.float32, np.float64)}
+
+    def __enter__(self):
+        outer = getattr(_constant, "packs", None)
+        _constant.outer = getattr(_constant, "outer", []) + [outer]
+        loops = _import_loops() if get_backend() == "numba" else None
+        if loops is not None and loops.PACKED:
+            outer = {**(outer or {}), **self._packs}     # the entries (lists) are shared: packs stay
         _constant.packs = outer
+        return self
+
+    def __exit__(self, *exc):
+        _constant.packs = _constant.outer.pop()
 
 
 def _constant_products(pairs, outs):
@@ -250,6 +257,16 @@ def _panels(packs, b, pack):
     if entry[slot] is None:
         entry[slot] = pack(b)
     return entry[slot]
+
+
+def constant_panels(w):
+    """``numba_matmul.pack(w)``, packed once per :func:`constant_weights` block, where ``w`` is one
+    of its weights or the transpose of one; else None."""
+    packs = getattr(_constant, "packs", None)
+    if not packs:
+        return None
+    from . import numba_matmul
+    return _panels(packs, w, numba_matmul.pack)
 
 
 def is_constant(w):
