@@ -73,3 +73,21 @@ def test_packed_matmul_accumulates(dtype, M, K, N):
     packed_matmul(a, pack(w), out, scratch(dtype), True)
     tol = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(out, start + a.astype(np.float64) @ w, rtol=tol, atol=tol * (K + 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("M,K,N", [(1, 64, 128), (3, 5, 7), (13, 129, 385), (2, 30, 97)])
+def test_reverse_panel_order_gives_the_same_bits(dtype, accumulate, M, K, N):
+    """reverse=True (the loops alternate it at each step) visits the panels last to first: every
+    element is the same sum in the same order, so the same bits."""
+    rng = np.random.default_rng(M + K + N)
+    a, w = rng.normal(size=(M, K)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    start = rng.normal(size=(M, N)).astype(dtype)
+    forward, backward = start.copy(), start.copy()
+    P = pack(w)
+    packed_matmul(a, P, forward, scratch(dtype), accumulate)
+    packed_matmul(a, P, backward, scratch(dtype), accumulate, True)
+    np.testing.assert_array_equal(backward, forward)
+    np.testing.assert_allclose(forward, (start if accumulate else 0) + a.astype(np.float64) @ w,
+                               rtol=1e-4, atol=1e-4 * (K + 1))

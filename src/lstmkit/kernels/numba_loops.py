@@ -453,19 +453,21 @@ def _gate_slot(t, gates, outs):
 
 
 @njit(inline="always", **JIT)
-def _blocks_product(a, P, p0, out, U, u0, u1, tmp, accumulate):
+def _blocks_product(a, P, p0, out, U, u0, u1, tmp, accumulate, reverse):
     """out[:, q*U + u0:q*U + u1] (+)= a @ w[:, q*U + u0:q*U + u1] for each gate block q, ``P``
     (blocks, panels, K, NR) the packed columns of each block, these units' from panel p0 on
     (``_gate_panels``). Over all the units (a loop split by rows) the blocks' panels follow each
-    other: one product for them all."""
+    other: one product for them all. ``reverse``: the panels in the opposite order, the same sums
+    (a loop alternates it at each step, so that each step starts on the panels still in cache)."""
     blocks, NR = P.shape[0], P.shape[3]
     if u0 == 0 and u1 == U and U % NR == 0:
         P_all = P.reshape((blocks * P.shape[1], P.shape[2], NR))
-        packed_matmul(a, P_all, out[:, :blocks * U], tmp, accumulate)
+        packed_matmul(a, P_all, out[:, :blocks * U], tmp, accumulate, reverse)
     else:
         n = (u1 - u0 + NR - 1) // NR
-        for q in range(blocks):
-            packed_matmul(a, P[q, p0:p0 + n], out[:, q * U + u0:q * U + u1], tmp, accumulate)
+        for i in range(blocks):
+            q = blocks - 1 - i if reverse else i
+            packed_matmul(a, P[q, p0:p0 + n], out[:, q * U + u0:q * U + u1], tmp, accumulate, reverse)
 
 
 def state_buffers(T, B, width, dtype, keep):
@@ -562,8 +564,8 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, w_panels, bias,
         h = _local(hs[s, b0:b1], rmask[b0:b1], hr, n)
         sg = _gate_slot(t, gates, outs)
         if fold:
-            _blocks_product(xin[t, b0:b1], Pw, pw, gates[sg, b0:b1], U, u0, u1, tmp, False)
-        _blocks_product(h, P, p, gates[sg, b0:b1], U, u0, u1, tmp, True)
+            _blocks_product(xin[t, b0:b1], Pw, pw, gates[sg, b0:b1], U, u0, u1, tmp, False, t & 1 == 1)
+        _blocks_product(h, P, p, gates[sg, b0:b1], U, u0, u1, tmp, True, t & 1 == 1)
         _lstm_step(t, keep, gates, no_z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates, hs, cs, act_c,
                    outs, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
@@ -751,7 +753,8 @@ def _lstm_backward_part(sync, k, n, b0, b1, u0, u1, RT, panels, tmp, d_outs, gat
                             pending, carry, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, s + 1):
             return
-        packed_matmul(_shared_read(dz[t, b0:b1], dl, n), Pu, dh_gate[b0:b1, u0:u1], tmp)
+        packed_matmul(_shared_read(dz[t, b0:b1], dl, n), Pu, dh_gate[b0:b1, u0:u1], tmp, False,
+                      s & 1 == 1)
         _finish_dh(dh, dh_gate, rmask, carry, ms.shape[0] > 0, b0, b1, u0, u1)
 
 
@@ -871,7 +874,7 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, panels, tmp, b_in, b_
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
         h = _local(hs[_slots(t, keep)[0], b0:b1], rmask[b0:b1], hr, n)
-        _blocks_product(h, P, p, rec[b0:b1], U, u0, u1, tmp, False)
+        _blocks_product(h, P, p, rec[b0:b1], U, u0, u1, tmp, False, t & 1 == 1)
         _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract, gates, rh_all, hs, outs)
         if not numba_threads.arrive_and_wait(sync, k, n, t + 1):
             return
@@ -1000,7 +1003,8 @@ def _gru_backward_part(sync, k, n, b0, b1, u0, u1, RT, panels, tmp, d_outs, gate
                            pending, carry, scratch)
         if not numba_threads.arrive_and_wait(sync, k, n, s + 1):
             return
-        packed_matmul(_shared_read(drec[t, b0:b1], dl, n), Pu, dh_gate[b0:b1, u0:u1], tmp)
+        packed_matmul(_shared_read(drec[t, b0:b1], dl, n), Pu, dh_gate[b0:b1, u0:u1], tmp, False,
+                      s & 1 == 1)
         _finish_dh(dh, dh_gate, rmask, carry, True, b0, b1, u0, u1)
 
 
