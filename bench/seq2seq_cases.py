@@ -5,7 +5,8 @@ same weights in PyTorch and, for decoding, in ONNX Runtime (the graphs of
 
 Decoding in every library is driven by lstmkit's own searches (``greedy_search``, ``beam_search``):
 they ask the model for ``start(src, src_lengths)`` and ``step(state, tokens)`` and index the state
-with ``state.select(rows)``. The bookkeeping is the same Python code for every library; the network's
+with ``state.select(rows)`` (beam search, between steps, with ``state.reorder(rows)``: the
+hypotheses' own state, the source side kept). The bookkeeping is the same Python code for every library; the network's
 computation is each library's own. The PyTorch model is written the way a PyTorch user would write
 it: ``pack_padded_sequence`` for the encoder, ``nn.LSTMCell`` stepped for the decoder. No Keras model
 of it is built (its input-feeding decoder needs a custom layer in Keras), so Keras has no column.
@@ -171,6 +172,10 @@ def build_torch(setup, threads):
             rows = torch.from_numpy(np.asarray(rows, np.int64))
             return State(*(a[rows] for a in self))
 
+        def reorder(self, rows):       # rows within their sentence: the source side is the same
+            rows = torch.from_numpy(np.asarray(rows, np.int64))
+            return self._replace(h=self.h[rows], c=self.c[rows], feed=self.feed[rows])
+
     class Decoder:
         attention = "general"
 
@@ -217,6 +222,9 @@ def build_onnxruntime(setup, threads):
     class State(dict):
         def select(self, rows):
             return State({k: v[rows] for k, v in self.items()})
+
+        def reorder(self, rows):       # rows within their sentence: the source side is the same
+            return State(self, **{k: self[k][rows] for k in ("h", "c", "feed")})
 
     class Decoder:
         attention = "general"

@@ -247,3 +247,35 @@ def test_state_passing_hands_h_and_c_of_every_layer_at_the_last_valid_step(rng):
         np.testing.assert_allclose(ds.lstm.h[:, b], alone.h[:, 0], rtol=1e-12)
         np.testing.assert_allclose(ds.lstm.c[:, b], alone.c[:, 0], rtol=1e-12)
     assert ds.lstm.h.shape == (2, 3, 6) and not np.allclose(ds.lstm.h, ds.lstm.c)
+
+
+def test_beam_reorder_between_steps_equals_select(rng):
+    """Between steps beam search reorders only the hypotheses' own state (``DecoderState.reorder``,
+    the source side kept); a state that can only ``select`` every array gives the same translations."""
+    model = small("dot_feed", seed=2)
+    batch = random_batch(rng)
+
+    class SelectOnly:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def select(self, rows):
+            return SelectOnly(self.ds.select(rows))
+
+    class Model:
+        attention = model.attention
+
+        @staticmethod
+        def start(src, lengths):
+            return SelectOnly(model.start(src, lengths))
+
+        @staticmethod
+        def step(state, tokens):
+            logp, w, ds = model.step(state.ds, tokens)
+            return logp, w, SelectOnly(ds)
+
+    fast = beam_search(model, batch.src, batch.src_lengths, beam_size=3, max_len=8)
+    plain = beam_search(Model, batch.src, batch.src_lengths, beam_size=3, max_len=8)
+    for a, b in zip(fast, plain):
+        assert a.tokens == b.tokens and a.score == b.score
+        np.testing.assert_array_equal(a.attention, b.attention)

@@ -439,6 +439,13 @@ class DecoderState(NamedTuple):
         return DecoderState(lstm, self.feed[index], self.keys[index],
                             None if self.memory is None else self.memory[index], self.mask[index])
 
+    def reorder(self, index):
+        """Rows ``index`` of the hypotheses' own state (decoder state and fed vector), the source side
+        (keys, memory, mask) kept as it is: for an ``index`` that takes every row from a row of the
+        same sentence (beam search between steps), whose source side is the same."""
+        lstm = LSTMState(*(a[..., index, :] for a in self.lstm))
+        return self._replace(lstm=lstm, feed=self.feed[index])
+
 
 def as_batch(batch):
     if isinstance(batch, Seq2SeqBatch):

@@ -153,7 +153,7 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
         scores, history, att_hist = new_scores, new_hist, new_att
         if done.all():
             break
-        ds = ds.select(rows)
+        ds = ds.reorder(rows) if hasattr(ds, "reorder") else ds.select(rows)    # rows stay in their sentence
         tokens = word.reshape(-1)
     results = []
     for b in range(B):
