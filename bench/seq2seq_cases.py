@@ -6,10 +6,11 @@ same weights in PyTorch and, for decoding, in ONNX Runtime (the graphs of
 Decoding in every library is driven by lstmkit's own searches (``greedy_search``, ``beam_search``):
 they ask the model for ``start(src, src_lengths)`` and ``step(state, tokens)`` and index the state
 with ``state.select(rows)`` (beam search, between steps, with ``state.reorder(rows)``: the
-hypotheses' own state, the source side kept). The bookkeeping is the same Python code for every library; the network's
-computation is each library's own. The PyTorch model is written the way a PyTorch user would write
-it: ``pack_padded_sequence`` for the encoder, ``nn.LSTMCell`` stepped for the decoder. No Keras model
-of it is built (its input-feeding decoder needs a custom layer in Keras), so Keras has no column.
+hypotheses' own state, the source side kept). The bookkeeping is the same Python code for every
+library; the network's computation is each library's own. The PyTorch model is written the way a
+PyTorch user would write it: ``pack_padded_sequence`` for the encoder, ``nn.LSTMCell`` stepped for
+the decoder. No Keras model of it is built (its input-feeding decoder needs a custom layer in
+Keras), so Keras has no column.
 """
 from typing import NamedTuple
 

@@ -357,9 +357,10 @@ def test_a_failing_thread_releases_the_others():
         w = np.zeros((4, 16), f32)
         panels = numba_loops._panels(4, 0, 4, 4, f32)
         numba_loops._lstm_forward_part(
-            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, (panels.copy(), -1), np.zeros(0, f32), w,
-            (panels, -1), numba_matmul.scratch(f32), none, none, 0, 0, 1, gates, np.zeros((4, 1, 4), f32),
-            np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32), np.zeros((3, 1, 4), f32))
+            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, (panels.copy(), -1),
+            np.zeros(0, f32), w, (panels, -1), numba_matmul.scratch(f32), none, none, 0, 0, 1, gates,
+            np.zeros((4, 1, 4), f32), np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32),
+            np.zeros((3, 1, 4), f32))
 
     with pytest.raises(RuntimeError, match="part 1 failed"):
         numba_threads.run([waiting, failing])

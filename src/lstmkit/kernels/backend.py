@@ -178,7 +178,8 @@ def matmuls(pairs, threaded=None, outs=None):
 # Products by constant weights (see :func:`constant_weights`) of at most this many rows run packed.
 PACKED_MAX_ROWS = 256
 
-_constant = threading.local()     # .packs in a constant_weights block: {id(w): [w, its panels, w.T's]}; .outer
+# .packs in a constant_weights block: {id(w): [w, its panels, w.T's]}; .outer: the enclosing blocks'
+_constant = threading.local()
 
 
 class constant_weights:
@@ -188,7 +189,7 @@ class constant_weights:
     micro-kernel, and a recurrent loop split across lstmkit's threads reads its recurrent (and
     folded input) matrix from there: each packed once, on first use, and kept for the next ``with``
     of the same object, as an inference session keeps its weights packed (LSTM forward, B=1 T=20
-    H=512: 1.48 -> 1.09 ms a call). Every product of the kernels then runs on lstmkit's threads
+    H=512: 1.39 -> 1.05 ms a call). Every product of the kernels then runs on lstmkit's threads
     (:func:`own_products`). OpenBLAS packs ``w`` anew at each product, which is most of the work of
     a decoder step of a few rows: Seq2Seq's decoding, training and evaluation steps run in one
     (greedy decoding, B=32 H=256: 21.3 -> 17.8 ms; a training step about 55 -> 46 ms). Needs the

@@ -635,8 +635,8 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
             parts.append(partial(
                 _lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xin=xin, W=W,
                 w_panels=w_panels, bias=bias, R=R, panels=_gate_panels(recurrent_kernel, 4, u0, u1, dtype),
-                tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates, hs=hs, cs=cs,
-                act_c=act_c, outs=outs))
+                tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates, hs=hs,
+                cs=cs, act_c=act_c, outs=outs))
         numba_threads.run(parts)
     else:
         if _whole_loop(B, U, G):

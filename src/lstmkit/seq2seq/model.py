@@ -435,9 +435,8 @@ class DecoderState(NamedTuple):
 
     def select(self, index):
         """Rows ``index`` of every array (beam search reorders and repeats hypotheses)."""
-        lstm = LSTMState(*(a[..., index, :] for a in self.lstm))
-        return DecoderState(lstm, self.feed[index], self.keys[index],
-                            None if self.memory is None else self.memory[index], self.mask[index])
+        return self.reorder(index)._replace(keys=self.keys[index], mask=self.mask[index],
+                                            memory=None if self.memory is None else self.memory[index])
 
     def reorder(self, index):
         """Rows ``index`` of the hypotheses' own state (decoder state and fed vector), the source side
