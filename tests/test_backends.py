@@ -138,6 +138,34 @@ def test_inference_gives_the_forward_results_and_no_cache(name, cell, loop_kind)
         backend.set_backend("auto")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_whole_loop_gives_the_same_bits_with_its_matrix_anywhere(cell, monkeypatch):
+    """The whole loop compiled copies a recurrent matrix that does not start on 32 bytes to one that
+    does (from ALIGN_MIN_STEPS steps): only where the memory lies changes, not one bit."""
+    rng = np.random.default_rng(11)
+    x, mask, states, weights, d_out, d_states, _ = make_problem(rng, np.float32)
+    if cell == "gru":
+        weights = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in ((I, 3 * U), (U, 3 * U), (2, 3 * U))]
+    raw = np.empty(weights[1].nbytes + 128, np.uint8)
+    start = -raw.ctypes.data % 64 + 16
+    moved = raw[start:start + weights[1].nbytes].view(np.float32).reshape(weights[1].shape)
+    moved[...] = weights[1]
+    weights[1] = moved
+    monkeypatch.setattr(numba_loops, "PACKED", False)      # the whole loop at any batch size
+    results = []
+    for min_steps in (1 << 30, 1):
+        monkeypatch.setattr(numba_loops, "ALIGN_MIN_STEPS", min_steps)
+        if cell == "lstm":
+            results.append(run_lstm("numba", x, mask, states, weights, d_out, d_states))
+        else:
+            out, h, cache = kernels.gru_forward(x, mask, states[0], *weights)
+            grads = kernels.gru_backward(cache, d_out, d_states[0])
+            results.append({"outputs": out, "h": h, **{k: v for k, v in grads.items() if v is not None}})
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        np.testing.assert_array_equal(results[1][key], results[0][key], err_msg=key)
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_lstm_no_state_no_bias_no_gradients(batch):
     """None for h0/c0/bias and for the incoming gradients; batch 1 uses a matrix-vector product."""

@@ -38,6 +38,7 @@ def test_pack_layout():
     np.testing.assert_array_equal(P[2, :, :5], w[:, 2 * nr:])
     assert not P[2, :, 5:].any()
     assert numba_matmul.panel_width(np.float64) == nr // 2
+    assert P.ctypes.data % 64 == 0      # each panel row one vector load
 
 
 def test_rows_with_a_stride_and_a_view_of_out():

@@ -120,6 +120,30 @@ def empty(shape, dtype):
     return aligned[:nbytes].view(dtype).reshape(shape)
 
 
+def aligned_empty(shape, dtype, reuse=True):
+    """``empty(shape, dtype)`` starting on an ALIGN-byte boundary whatever its size (NumPy's start on
+    16: the compiled products' vector loads then straddle cache lines, and a product whose matrix is
+    in cache runs 5-40 % slower). ``reuse=False``: memory of its own, not the pool's (arrays kept
+    long: packed weights)."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = dtype.itemsize * int(math.prod(shape))
+    if reuse and nbytes >= MIN_BYTES and _IDLE is not None:
+        return empty(shape, dtype)
+    return _entry(nbytes)[1].view(dtype).reshape(shape)
+
+
+def aligned(a, dtype):
+    """``a`` as a C-contiguous array of ``dtype`` on an ALIGN-byte boundary: ``a`` itself where it
+    is one, else a copy (see :func:`aligned_empty`)."""
+    a = np.asarray(a)
+    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % ALIGN == 0:
+        return a
+    out = aligned_empty(a.shape, dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
 def zeros(shape, dtype):
     """``np.zeros(shape, dtype)``, its memory reused."""
     a = empty(shape, dtype)

@@ -31,6 +31,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .buffers import aligned_empty
+
 # Numba's disk cache checks only the source file of the function it compiled: the loops of
 # numba_loops.py keep the micro-kernel they were compiled with until their own file changes (after
 # editing this file, touch numba_loops.py and numba_threads.py or delete their __pycache__/*.nbi).
@@ -60,8 +62,10 @@ def panel_width(dtype):
 
 
 def pack(w):
-    """Pack ``w`` (K, N) into column panels (ceil(N / NR), K, NR), the last one zero-padded."""
-    P = np.empty((panels(w.shape[1], w.dtype), w.shape[0], panel_width(w.dtype)), w.dtype)
+    """Pack ``w`` (K, N) into column panels (ceil(N / NR), K, NR), the last one zero-padded, in memory
+    of their own that starts on a cache line (each panel row is then one vector load, not two)."""
+    shape = (panels(w.shape[1], w.dtype), w.shape[0], panel_width(w.dtype))
+    P = aligned_empty(shape, w.dtype, reuse=False)
     pack_into(w, 0, w.shape[1], P)
     return P
 
