@@ -63,7 +63,15 @@ def build_lstmkit(p):
         def fwdbwd():
             cache = fwd(inference=False)[-1]
             return kernels.gru_backward(cache, p.d_out, None)
-    return {"fwd": fwd, "fwdbwd": fwdbwd, "out": lambda: fwd()[0], "release": buffers.release}
+    # "fwd_kept": the forward with the weights packed once and kept across calls, as an ONNX Runtime
+    # session keeps its own (kernels.constant_weights: the promise that they do not change).
+    kept = kernels.constant_weights([p.kernel, p.recurrent_kernel])
+
+    def fwd_kept():
+        with kept:
+            return fwd()
+    return {"fwd": fwd, "fwdbwd": fwdbwd, "fwd_kept": fwd_kept, "out": lambda: fwd()[0],
+            "release": buffers.release}
 
 
 # ---------------------------------------------------------------- PyTorch
