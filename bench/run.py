@@ -41,6 +41,10 @@ from peers import PEERS, Problem  # noqa: E402
 CLOCK = time.perf_counter
 
 PEER_ORDER = ["lstmkit", "torch", "onnxruntime", "keras"]
+# Seconds between two measurements: the worker threads of what ran before stop spinning on the cores
+# (OpenBLAS's spin for about 0.1 s after a product; lstmkit's threaded forward after a NumPy
+# product measured 1.1 ms at 0.05 s, 0.29 ms from 0.1 s on).
+SETTLE = 0.2
 NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "keras": "Keras 3"}
 
 
@@ -114,10 +118,11 @@ def run_cases(args):
                     fn = f["fwd"] if mode == "fwd" else f["fwdbwd"]
                     if fn is None:
                         continue
-                    time.sleep(0.05)     # let the previous peer's spinning worker threads go idle
+                    time.sleep(SETTLE)
                     t = timeit(fn, args.repeats)
                     times[n] = t if times[n] is None else min(times[n], t)
                     if n == "lstmkit" and mode == "fwd":
+                        time.sleep(SETTLE)
                         t = timeit(f["fwd_kept"], args.repeats)
                         kept = t if kept is None else min(kept, t)
             row = {"cell": cell, "mode": mode, "B": B, "T": T, "H": H, "times": times, "kept": kept,
