@@ -522,33 +522,6 @@ def test_split_loops_read_constant_weights_packed_once(cell, split, dtype, monke
         backend.set_num_threads(previous)
 
 
-def test_predict_packs_the_weights_once_for_all_its_batches(monkeypatch):
-    """Model.predict runs its batches in one ``constant_weights`` block: as many packings for four
-    batches as for one, and the outputs of a forward pass per batch (to float rounding)."""
-    if not numba_loops.PACKED:
-        pytest.skip("the packed loops need AVX-512")
-    from lstmkit.compat.keras import Sequential, layers
-    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
-    packed = []
-    real_pack = numba_matmul.pack
-    monkeypatch.setattr(numba_matmul, "pack", lambda p: packed.append(p.shape) or real_pack(p))
-    units = 2 * numba_matmul.panel_width(np.float32)
-    model = Sequential([layers.Input((6, 8)), layers.LSTM(units), layers.Dense(3)])
-    x = np.random.default_rng(5).normal(size=(8, 6, 8)).astype(np.float32)
-    previous = backend.set_num_threads(2)
-    try:
-        counts = []
-        for batch_size in (8, 2):
-            packed.clear()
-            got = model.predict(x, batch_size=batch_size)
-            counts.append(len(packed))
-            ref = np.concatenate([model(x[i:i + batch_size]) for i in range(0, 8, batch_size)])
-            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-    finally:
-        backend.set_num_threads(previous)
-    assert counts[0] > 0 and counts[1] == counts[0], counts
-
-
 def test_inference_folds_input_projections_larger_than_the_buffers_keep(monkeypatch):
     """An inference pass whose input projections (T, B, 4U) would be larger than the reused buffers
     keep computes them step by step in the loop when each thread has SPLIT_MIN_ROWS rows or more:
