@@ -41,6 +41,7 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=3600)
     p.add_argument("--limit", type=int, default=None, help="first N training pairs only")
     p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="initial weights, batch order and dropout")
     p.add_argument("--out", default="multi30k-model.npz")
     args = p.parse_args(argv)
 
@@ -53,7 +54,7 @@ def main(argv=None):
                           embedding_size=args.embedding_size, hidden_size=args.hidden_size,
                           num_layers=args.num_layers, input_feeding=not args.no_input_feeding,
                           dropout=args.dropout, tie_embeddings=args.tie_embeddings,
-                          label_smoothing=args.label_smoothing)
+                          label_smoothing=args.label_smoothing, seed=args.seed)
     print(f"{len(train)} pairs, vocab {len(tr.src_vocab)}/{len(tr.tgt_vocab)}, "
           f"{sum(v.size for v in tr.model.params.values()):,} weights", flush=True)
     best = {"val_loss": float("inf")}
@@ -70,7 +71,7 @@ def main(argv=None):
 
     with single_threaded_blas():
         tr.fit(train, valid_pairs=valid, epochs=args.epochs, batch_size=args.batch_size,
-               learning_rate=args.lr, max_length=60, verbose=2,
+               learning_rate=args.lr, max_length=60, verbose=2, seed=args.seed,
                callbacks=[KeepBest(), StopAfter(seconds=args.max_seconds)])
         trained = time.monotonic() - t0
         best_tr = Translator.load(args.out)
