@@ -46,3 +46,12 @@ def run_example(name):
                           env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def misaligned(a, offset=16):
+    """A copy of ``a`` starting ``offset`` bytes past a 64-byte boundary (NumPy's arrays start on 16)."""
+    raw = np.empty(a.nbytes + 128, np.uint8)
+    start = -raw.ctypes.data % 64 + offset
+    b = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    b[...] = a
+    return b

@@ -14,6 +14,8 @@ import pytest
 from lstmkit import kernels
 from lstmkit.kernels import backend
 
+from helpers import misaligned
+
 numba_loops = pytest.importorskip("lstmkit.kernels.numba_loops", reason="numba not installed")
 from lstmkit.kernels import numba_matmul  # noqa: E402
 
@@ -146,11 +148,7 @@ def test_a_whole_loop_gives_the_same_bits_with_its_matrix_anywhere(cell, monkeyp
     x, mask, states, weights, d_out, d_states, _ = make_problem(rng, np.float32)
     if cell == "gru":
         weights = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in ((I, 3 * U), (U, 3 * U), (2, 3 * U))]
-    raw = np.empty(weights[1].nbytes + 128, np.uint8)
-    start = -raw.ctypes.data % 64 + 16
-    moved = raw[start:start + weights[1].nbytes].view(np.float32).reshape(weights[1].shape)
-    moved[...] = weights[1]
-    weights[1] = moved
+    weights[1] = misaligned(weights[1])
     monkeypatch.setattr(numba_loops, "PACKED", False)      # the whole loop at any batch size
     results = []
     for min_steps in (1 << 30, 1):

@@ -7,6 +7,8 @@ import pytest
 from lstmkit import kernels
 from lstmkit.kernels import buffers
 
+from helpers import misaligned
+
 SHAPE = (300, 300)      # 360 kB: taken from the pool
 
 
@@ -45,15 +47,6 @@ def test_arrays_have_the_requested_shape_dtype_and_alignment():
         assert a.ctypes.data % buffers.ALIGN == 0
 
 
-def _misaligned(a, offset=16):
-    """A copy of ``a`` that starts ``offset`` bytes past a cache line."""
-    raw = np.empty(a.nbytes + 2 * buffers.ALIGN, np.uint8)
-    start = -raw.ctypes.data % buffers.ALIGN + offset
-    b = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
-    b[...] = a
-    return b
-
-
 @pytest.mark.parametrize("shape", [(3, 5), SHAPE])
 def test_aligned_memory_starts_on_a_cache_line_whatever_its_size(shape):
     for reuse in (True, False):
@@ -68,13 +61,14 @@ def test_aligned_memory_starts_on_a_cache_line_whatever_its_size(shape):
 
 def test_aligned_copies_only_what_is_not_aligned():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    b = _misaligned(a)
+    b = misaligned(a)
     assert b.ctypes.data % buffers.ALIGN == 16
-    c = buffers.aligned(b, np.float32)
+    assert buffers.contiguous(b, np.float32) is b
+    c = buffers.contiguous(b, np.float32, aligned=True)
     assert c.ctypes.data % buffers.ALIGN == 0 and c is not b
     np.testing.assert_array_equal(c, a)
-    assert buffers.aligned(c, np.float32) is c
-    d = buffers.aligned(c.T, np.float64)
+    assert buffers.contiguous(c, np.float32, aligned=True) is c
+    d = buffers.contiguous(c.T, np.float64, aligned=True)
     assert d.dtype == np.float64 and d.flags.c_contiguous and d.ctypes.data % buffers.ALIGN == 0
     np.testing.assert_array_equal(d, a.T)
 

@@ -108,11 +108,16 @@ def _trim(keep):
             del _pool[size]
 
 
-def empty(shape, dtype):
-    """``np.empty(shape, dtype)``, its memory reused (see the module's description)."""
+def _request(shape, dtype):
+    """(shape as a tuple, dtype, its size in bytes)."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = dtype.itemsize * int(math.prod(shape))
+    return shape, dtype, dtype.itemsize * int(math.prod(shape))
+
+
+def empty(shape, dtype):
+    """``np.empty(shape, dtype)``, its memory reused (see the module's description)."""
+    shape, dtype, nbytes = _request(shape, dtype)
     if nbytes < MIN_BYTES or _IDLE is None:
         return np.empty(shape, dtype)
     with _lock:
@@ -125,23 +130,10 @@ def aligned_empty(shape, dtype, reuse=True):
     16: the compiled products' vector loads then straddle cache lines, and a product whose matrix is
     in cache runs 5-40 % slower). ``reuse=False``: memory of its own, not the pool's (arrays kept
     long: packed weights)."""
-    dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = dtype.itemsize * int(math.prod(shape))
+    shape, dtype, nbytes = _request(shape, dtype)
     if reuse and nbytes >= MIN_BYTES and _IDLE is not None:
         return empty(shape, dtype)
     return _entry(nbytes)[1].view(dtype).reshape(shape)
-
-
-def aligned(a, dtype):
-    """``a`` as a C-contiguous array of ``dtype`` on an ALIGN-byte boundary: ``a`` itself where it
-    is one, else a copy (see :func:`aligned_empty`)."""
-    a = np.asarray(a)
-    if a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % ALIGN == 0:
-        return a
-    out = aligned_empty(a.shape, dtype)
-    np.copyto(out, a, casting="unsafe")
-    return out
 
 
 def zeros(shape, dtype):
@@ -151,12 +143,13 @@ def zeros(shape, dtype):
     return a
 
 
-def contiguous(a, dtype):
-    """``np.ascontiguousarray(a, dtype)``, the memory of a copy reused."""
+def contiguous(a, dtype, aligned=False):
+    """``np.ascontiguousarray(a, dtype)``, the memory of a copy reused; ``aligned``: and starting on
+    an ALIGN-byte boundary (see :func:`aligned_empty`), copied where it does not."""
     a = np.asarray(a)
-    if a.dtype == dtype and a.flags.c_contiguous:
+    if a.dtype == dtype and a.flags.c_contiguous and not (aligned and a.ctypes.data % ALIGN):
         return a
-    out = empty(a.shape, dtype)
+    out = (aligned_empty if aligned else empty)(a.shape, dtype)
     np.copyto(out, a, casting="unsafe")
     return out
 

@@ -380,7 +380,7 @@ ALIGN_MIN_STEPS = 32
 def _product_matrix(w, dtype, T):
     """``w`` C-contiguous, for ``_matmul`` in a loop of T steps: rows on 32 bytes where worth it."""
     if w.dtype != dtype or not w.flags.c_contiguous or (T >= ALIGN_MIN_STEPS and w.ctypes.data % 32):
-        return buffers.aligned(w, dtype)
+        return buffers.contiguous(w, dtype, aligned=True)
     return w
 
 
