@@ -48,7 +48,10 @@ def _vector_bytes():
 # The block: 12 rows x two 512-bit vectors (24 accumulators of AVX-512's 32 registers), or
 # 4 rows x two 256-bit vectors (8 of AVX2's 16): more would spill the accumulators to memory. Each
 # panel row loaded feeds 24 fused multiply-adds (K = 512: 187 GFLOP/s a core with 8 rows, 202 with
-# 12; 14 rows gave 208 but leave odd remainders for batches split in halves).
+# 12; 14 rows gave 208 but leave odd remainders for batches split in halves). One row reads a
+# panel row for two fused multiply-adds and is bound by that reading (1 x 512 x 1024, panels in the
+# core's cache: 49 GFLOP/s); blocks of one row over four panels at once (8 accumulators) gave 57,
+# and nothing measurable in the loops of a batch of one.
 VECTOR_BYTES = _vector_bytes()
 ROWS = 12 if VECTOR_BYTES == 64 else 4
 # The micro-kernel asks for the panel rows this far ahead (prefetches never fault past the end): a
