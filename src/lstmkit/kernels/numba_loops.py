@@ -471,6 +471,17 @@ def _gate_slot(t, gates, outs):
 
 
 @njit(inline="always", **JIT)
+def _filled(w, panels, U, u0, u1):
+    """``panels`` (P, p0) from ``_gate_panels`` ready to read: where p0 is -1 this thread packs the
+    columns q*U + u0 .. q*U + u1 of ``w`` into P[q] for each block q now, and p0 becomes 0."""
+    P, p = panels
+    if p < 0:
+        for q in range(P.shape[0]):
+            pack_into(w, q * U + u0, u1 - u0, P[q])
+    return P, max(p, 0)
+
+
+@njit(inline="always", **JIT)
 def _blocks_product(a, P, p0, out, U, u0, u1, tmp, accumulate, reverse):
     """out[:, q*U + u0:q*U + u1] (+)= a @ w[:, q*U + u0:q*U + u1] for each gate block q, ``P``
     (blocks, panels, K, NR) the packed columns of each block, these units' from panel p0 on
@@ -562,18 +573,12 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, w_panels, bias,
     W's columns in ``w_panels``; else ``xin`` is the input projections xw (T, B, 4U) and ``gates``
     itself."""
     numba_threads.started(sync)
-    P, p = panels
-    Pw, pw = w_panels
     T = xin.shape[0]
     G = gates.shape[2]
     U = G // 4
     fold = W.shape[0] > 0
-    for q in range(4):
-        if fold and pw < 0:
-            pack_into(W, q * U + u0, u1 - u0, Pw[q])
-        if p < 0:
-            pack_into(R, q * U + u0, u1 - u0, P[q])
-    pw, p = max(pw, 0), max(p, 0)
+    Pw, pw = _filled(W, w_panels, U, u0, u1)     # no blocks without a W
+    P, p = _filled(R, panels, U, u0, u1)
     no_z = np.empty((0, G), gates.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
     scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
@@ -744,13 +749,10 @@ def _lstm_backward_step(t, b0, b1, u0, u1, d_outs, gates, cs, act_c, dh, dc, ms,
 
 
 @njit(inline="always", **JIT)
-def _transposed_panels(RT, P, p, u0, u1):
-    """The panels of columns u0..u1 of R.T (a backward's ``_gate_panels``, one block): from panel
-    ``p`` of P[0], or packed here into P[0] where p = -1."""
-    if p < 0:
-        pack_into(RT, u0, u1 - u0, P[0])
-    p0 = max(p, 0)
-    return P[0, p0:p0 + (u1 - u0 + P.shape[3] - 1) // P.shape[3]]
+def _transposed_panels(RT, panels, u0, u1):
+    """The panels of columns u0..u1 of R.T (a backward's ``_gate_panels``, one block)."""
+    P, p = _filled(RT, panels, 0, u0, u1)
+    return P[0, p:p + (u1 - u0 + P.shape[3] - 1) // P.shape[3]]
 
 
 @njit(**JIT)
@@ -760,9 +762,8 @@ def _lstm_backward_part(sync, k, n, b0, b1, u0, u1, RT, panels, tmp, d_outs, gat
     parts of dz_t, dh_{t-1} of these units = dz_t @ (their columns of R.T, ``panels``: see
     ``_gate_panels``)."""
     numba_threads.started(sync)
-    P, p = panels
     T, B, G = dz.shape
-    Pu = _transposed_panels(RT, P, p, u0, u1)
+    Pu = _transposed_panels(RT, panels, u0, u1)
     scratch = np.empty((4, G), dz.dtype)
     dl = np.empty((b1 - b0, G), dz.dtype)
     for s in range(T):
@@ -882,13 +883,9 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, panels, tmp, b_in, b_
                       ract, xw, rec, gates, rh_all, hs, outs):
     """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
     numba_threads.started(sync)
-    P, p = panels
     T, B, G = xw.shape
     U = G // 3
-    if p < 0:
-        for q in range(3):
-            pack_into(R, q * U + u0, u1 - u0, P[q])
-    p = max(p, 0)
+    P, p = _filled(R, panels, U, u0, u1)
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
         h = _local(hs[_slots(t, keep)[0], b0:b1], rmask[b0:b1], hr, n)
@@ -1010,9 +1007,8 @@ def _gru_backward_part(sync, k, n, b0, b1, u0, u1, RT, panels, tmp, d_outs, gate
                        mode, act, ract, dxw, drec, pending, carry, dh_gate):
     """As ``_lstm_backward_part``."""
     numba_threads.started(sync)
-    P, p = panels
     T, B, G = dxw.shape
-    Pu = _transposed_panels(RT, P, p, u0, u1)
+    Pu = _transposed_panels(RT, panels, u0, u1)
     scratch = np.empty((2, G), dxw.dtype)
     dl = np.empty((b1 - b0, G), dxw.dtype)
     for s in range(T):
