@@ -92,3 +92,21 @@ def test_reverse_panel_order_gives_the_same_bits(dtype, accumulate, M, K, N):
     np.testing.assert_array_equal(backward, forward)
     np.testing.assert_allclose(forward, (start if accumulate else 0) + a.astype(np.float64) @ w,
                                rtol=1e-4, atol=1e-4 * (K + 1))
+
+
+def test_stale_compiled_caches_are_dropped_together(tmp_path, monkeypatch):
+    """Numba checks only the compiled function's own file: when any of the compiled files changes,
+    the cached code of all of them goes (the loops would keep an old micro-kernel), once."""
+    class Cache:
+        _cache_path = str(tmp_path)
+    monkeypatch.setattr(numba_matmul.pack_into, "_cache", Cache())
+    names = ["numba_loops._step-10.py311.nbi", "numba_loops._step-10.py311.1.nbc",
+             "numba_matmul.pack_into-76.py311.nbi", "numba_threads._idle-3.py311.nbi", "other.f-1.py311.nbi"]
+    for name in names:
+        (tmp_path / name).write_text("")
+    (tmp_path / "lstmkit-kernels.sha256").write_text("an older version")
+    numba_matmul._drop_stale_caches()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lstmkit-kernels.sha256", "other.f-1.py311.nbi"]
+    (tmp_path / names[0]).write_text("")        # compiled by this version: kept from now on
+    numba_matmul._drop_stale_caches()
+    assert (tmp_path / names[0]).exists()

@@ -23,6 +23,7 @@ by float rounding.
     >>> bool(np.array_equal(out, a @ w))
     True
 """
+import hashlib
 import os
 
 import numpy as np
@@ -33,9 +34,6 @@ from numba.extending import intrinsic
 
 from .buffers import aligned_empty
 
-# Numba's disk cache checks only the source file of the function it compiled: the loops of
-# numba_loops.py keep the micro-kernel they were compiled with until their own file changes (after
-# editing this file, touch numba_loops.py and numba_threads.py or delete their __pycache__/*.nbi).
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -263,3 +261,39 @@ def packed_matmul(a, P, out, tmp, accumulate=False, reverse=False):
                     for j in range(cols):
                         out[i + r, j0 + j] = tmp[r, j]
             i += MR
+
+
+# Numba's disk cache checks only the contents of the file of the function it compiled: the loops of
+# numba_loops.py would keep the micro-kernel of an earlier numba_matmul.py (another panel width:
+# wrong results) for as long as their own file stays the same. So the compiled files' caches are
+# dropped together whenever any of them changes (checked once, before any of them is loaded).
+COMPILED = ("numba_matmul", "numba_threads", "numba_loops")
+
+
+def _drop_stale_caches():
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in COMPILED:
+        with open(os.path.join(here, name + ".py"), "rb") as f:
+            digest.update(f.read())
+    cache = getattr(getattr(pack_into, "_cache", None), "_cache_path", None)
+    if cache is None or not os.path.isdir(cache):
+        return
+    stamp = os.path.join(cache, "lstmkit-kernels.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        for entry in os.listdir(cache):
+            if entry.startswith(tuple(n + "." for n in COMPILED)) and entry.endswith((".nbi", ".nbc")):
+                os.remove(os.path.join(cache, entry))
+        with open(stamp, "w") as f:
+            f.write(digest.hexdigest())
+    except OSError:     # another process cleaned first, or a read-only cache: Numba copes
+        pass
+
+
+_drop_stale_caches()
