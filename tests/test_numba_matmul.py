@@ -94,6 +94,23 @@ def test_reverse_panel_order_gives_the_same_bits(dtype, accumulate, M, K, N):
                                rtol=1e-4, atol=1e-4 * (K + 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,N,j0,n", [(5, 7, 0, 7), (37, 70, 3, 60), (64, 128, 64, 64), (129, 40, 1, 33)])
+def test_pack_reads_a_transposed_matrix(dtype, K, N, j0, n):
+    """A transposed view (a backward pass packs R.T), read column by column, packs to exactly what
+    its contiguous copy packs to: whole and partial panels, row counts off the block size."""
+    rng = np.random.default_rng(K + N)
+    wt = rng.normal(size=(N, K)).astype(dtype).T          # (K, N), columns contiguous
+    assert wt.flags.f_contiguous and not wt.flags.c_contiguous
+    nr = numba_matmul.panel_width(dtype)
+    shape = (numba_matmul.panels(n, dtype), K, nr)
+    got, ref = np.full(shape, np.nan, dtype), np.full(shape, np.nan, dtype)
+    numba_matmul.pack_into(wt, j0, n, got)
+    numba_matmul.pack_into(np.ascontiguousarray(wt), j0, n, ref)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got.transpose(1, 0, 2).reshape(K, -1)[:, :n], wt[:, j0:j0 + n])
+
+
 def test_stale_compiled_caches_are_dropped_together(tmp_path, monkeypatch):
     """Numba checks only the compiled function's own file: when any of the compiled files changes,
     the cached code of all of them goes (the loops would keep an old micro-kernel), once."""
