@@ -409,6 +409,35 @@ def test_split_products_equal_numpy():
         np.testing.assert_allclose(threads.matmuls([(x.T, dz)], n)[0], x.T @ dz, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_backward_over_few_steps_equals_numpy(cell, steps, batch):
+    """A backward of fewer steps than a forward packs for (as the compiled path plans it, unpatched)
+    gives the NumPy loop's gradients."""
+    rng = np.random.default_rng(13)
+    G = 4 if cell == "lstm" else 3
+    x = rng.normal(size=(batch, steps, I)).astype(np.float32)
+    shapes = ((I, G * U), (U, G * U), (G * U,) if cell == "lstm" else (2, G * U))
+    weights = [(rng.normal(size=s) * 0.5).astype(np.float32) for s in shapes]
+    h0 = rng.normal(size=(batch, U)).astype(np.float32)
+    d_out = rng.normal(size=(batch, steps, U)).astype(np.float32)
+    results = {}
+    for name in ("numpy", "numba"):
+        backend.set_backend(name)
+        try:
+            if cell == "lstm":
+                cache = kernels.lstm_forward(x, None, h0, h0, *weights)[-1]
+                grads = kernels.lstm_backward(cache, d_out, h0, h0)
+            else:
+                cache = kernels.gru_forward(x, None, h0, *weights)[-1]
+                grads = kernels.gru_backward(cache, d_out, h0)
+        finally:
+            backend.set_backend("auto")
+        results[name] = {k: v for k, v in grads.items() if v is not None}
+    assert_same(results["numpy"], results["numba"], np.float32)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_products_by_constant_weights_run_packed(dtype, monkeypatch):
     """Inside ``constant_weights`` the products by those matrices (the very arrays or their

@@ -250,7 +250,9 @@ def _matmul(a, w, out):
 #   and U = 512 costs more than the product). Several threads (``numba_threads``) split the loop
 #   by rows of the batch (``_split``: independent, no waiting) or by units, each thread packing and
 #   multiplying the columns of its units, its share of the matrix then staying in its core's
-#   cache. Used from PACKED_MIN_STEPS steps (packing is repaid after a few) on CPUs with
+#   cache. Used from PACKED_MIN_STEPS steps (packing is repaid after a few; from one in a
+#   backward small enough for the whole loop below, which would copy R.T where this packs it:
+#   U = 128, 65 against 25 us) on CPUs with
 #   AVX-512 (with half the vector width BLAS keeps the product); on one thread from a batch of 2
 #   (forward: with one row a matrix-vector product is as fast) or 1 (backward) up to
 #   PACKED_MAX_BATCH rows (one thread, B=128 T=20: LSTM H=128 fwd+bwd 16.4 -> 14.5 ms, GRU H=512
@@ -295,7 +297,7 @@ def _parts(B, T, U, G, dtype, backward=False, folds=False):
     """(waiting, [(b0, b1, u0, u1) of each thread]) for a loop run packed, or None for another way;
     ``waiting``: the number of threads that wait for each other at every step (1: none). ``folds``:
     an inference loop that computes its input projections itself, with no product before it."""
-    if not PACKED or T < PACKED_MIN_STEPS:
+    if not PACKED or T < PACKED_MIN_STEPS and not (backward and _whole_loop(B, U, G)):
         return None
     # Threads pay for themselves on a large loop; on a smaller inference loop that folds its input
     # projections and gives each thread 4 rows of the batch or more (B=8 T=20 U=128: 1.3x; with a
