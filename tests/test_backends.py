@@ -409,6 +409,22 @@ def test_split_products_equal_numpy():
         np.testing.assert_allclose(threads.matmuls([(x.T, dz)], n)[0], x.T @ dz, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("threaded", [None, False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_over_one_term_are_exact(dtype, threaded):
+    """A product over a single term (a weight gradient of one step of one sequence: x.T @ dz with
+    K = 1) is one multiplication per element, as in NumPy's product; the others beside it as usual."""
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(33, 1)).astype(dtype), rng.normal(size=(1, 70)).astype(dtype)
+    c, d = rng.normal(size=(4, 6)).astype(dtype), rng.normal(size=(6, 5)).astype(dtype)
+    outer, other = backend.matmuls([(a, b), (c, d)], threaded)
+    np.testing.assert_array_equal(outer, a @ b)
+    np.testing.assert_allclose(other, c @ d, rtol=1e-6)
+    out = np.full((33, 70), np.nan, dtype)
+    assert backend.matmul(a, b, threaded, out) is out
+    np.testing.assert_array_equal(out, a @ b)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("steps", [1, 2])
 @pytest.mark.parametrize("batch", [1, 3])
