@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from . import buffers
+from .blas import openblas, single_threaded
 
 BACKENDS = ("auto", "numba", "numpy")
 _requested = None     # None: read LSTMKIT_BACKEND on first use
@@ -130,7 +131,6 @@ def own_products():
         return False
     if getattr(_constant, "packs", None):
         return True
-    from .blas import openblas
     libs = openblas()
     return bool(libs) and all(get() == 1 for get, _ in libs)
 
@@ -157,7 +157,6 @@ def matmuls(pairs, threaded=None, outs=None):
     if not threaded:
         return [np.matmul(a, b, out=o) for (a, b), o in zip(pairs, outs)]
     from . import numba_threads as threads
-    from .blas import single_threaded
 
     def split(a, b):
         work = a.shape[0] * a.shape[1] * b.shape[1]
