@@ -127,3 +127,21 @@ def test_stale_compiled_caches_are_dropped_together(tmp_path, monkeypatch):
     (tmp_path / names[0]).write_text("")        # compiled by this version: kept from now on
     numba_matmul._drop_stale_caches()
     assert (tmp_path / names[0]).exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_row_alone_gives_the_same_bits_as_in_a_block(dtype, reverse):
+    """A product of one row (four panels at a time) sums over k in the same order as the blocks of
+    several rows: each row's result does not depend on the rows computed beside it."""
+    rng = np.random.default_rng(3)
+    nr = numba_matmul.panel_width(dtype)
+    K, N = 70, 9 * nr + 5                   # two groups of four panels, one more, a partial one
+    a, w = rng.normal(size=(13, K)).astype(dtype), rng.normal(size=(K, N)).astype(dtype)
+    P = pack(w)
+    block = np.empty((13, N), dtype)
+    packed_matmul(a, P, block, scratch(dtype), False, reverse)
+    for i in (0, 5, 12):
+        row = np.full((1, N), np.nan, dtype)
+        packed_matmul(a[i:i + 1], P, row, scratch(dtype), False, not reverse)
+        np.testing.assert_array_equal(row[0], block[i])

@@ -10,12 +10,12 @@ product itself. Here the matrix is packed once per forward (or backward) call::
 Panel p holds columns p*NR .. p*NR+NR-1 of ``w``, row after row, so one panel is read from start to
 end, once per block of MR rows of ``a``. The micro-kernel keeps MR x NR accumulators in vector
 registers, two vectors a row (with AVX-512 up to 12 rows x 32 float32 or 16 float64 columns, else
-4 rows x 16 or 8), and for each k adds the broadcast a[i, k] times the NR-vector P[p, k] with a
-fused multiply-add. It is written directly in LLVM IR (``_block``), because LLVM does not
+4 rows x 16 or 8; a product of one row takes four panels at a time), and for each k adds the
+broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in LLVM IR (``_block``), because LLVM does not
 vectorize the equivalent Python loops across the columns.
 
 The sums run over k in order, one fused multiply-add per term: the result differs from BLAS's only
-by float rounding.
+by float rounding, and a row's result is the same bits whatever the rows beside it.
 
     >>> import numpy as np
     >>> w = np.arange(12.0).reshape(3, 4); a = np.ones((2, 3))
@@ -46,10 +46,10 @@ def _vector_bytes():
 # The block: 12 rows x two 512-bit vectors (24 accumulators of AVX-512's 32 registers), or
 # 4 rows x two 256-bit vectors (8 of AVX2's 16): more would spill the accumulators to memory. Each
 # panel row loaded feeds 24 fused multiply-adds (K = 512: 187 GFLOP/s a core with 8 rows, 202 with
-# 12; 14 rows gave 208 but leave odd remainders for batches split in halves). One row reads a
-# panel row for two fused multiply-adds and is bound by that reading (1 x 512 x 1024, panels in the
-# core's cache: 49 GFLOP/s); blocks of one row over four panels at once (8 accumulators) gave 57,
-# and nothing measurable in the loops of a batch of one.
+# 12; 14 rows gave 208 but leave odd remainders for batches split in halves). One row over one
+# panel has two sums, each waiting on its last fused multiply-add (1 x 512 x 1024, panels in the
+# core's cache: 49 GFLOP/s); over four panels at once, eight (55 GFLOP/s, bound by reading the
+# panels; the loops of a batch of one 8-17 % faster at U = 512).
 VECTOR_BYTES = _vector_bytes()
 ROWS = 12 if VECTOR_BYTES == 64 else 4
 # The micro-kernel asks for the panel rows this far ahead (prefetches never fault past the end): a
@@ -125,11 +125,13 @@ def scratch(dtype):
     return np.empty((ROWS, panel_width(dtype)), dtype)
 
 
-def _block(MR, NR):
+def _block(MR, NR, PANELS=1):
     """c[r, :NR] (+)= sum over k < K of a[r, k] * w[k, :NR] for r < MR, from raw offsets into the
     arrays: ``a`` at a_off with row stride lda, ``w`` a panel (K, NR) at w_off, ``c`` at c_off with row
     stride ldc (all in elements); added to c's values when ``accumulate`` is nonzero. The MR
-    accumulators are <NR x float> values carried by the loop."""
+    accumulators are <NR x float> values carried by the loop. With PANELS > 1, as many consecutive
+    panels (and columns of c) at once: more accumulators for a block of few rows, whose sums
+    otherwise wait on each other's fused multiply-adds."""
     @intrinsic
     def block(typingctx, a, a_off, lda, w, w_off, K, c, c_off, ldc, accumulate):
         sig = types.void(a, a_off, lda, w, w_off, K, c, c_off, ldc, accumulate)
@@ -149,12 +151,15 @@ def _block(MR, NR):
             zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * NR)
             splat = ir.Constant(ir.VectorType(i32, NR), [0] * NR)
             undef = ir.Constant(vty, ir.Undefined)
+            panel_size = builder.mul(K_, ir.Constant(i64, NR))
+            cells = [(r, j) for r in range(MR) for j in range(PANELS)]
 
-            c_rows = [builder.bitcast(builder.gep(c_ptr, [builder.mul(ir.Constant(i64, r), ldc_)]),
-                                      vty.as_pointer()) for r in range(MR)]
+            c_at = {(r, j): builder.bitcast(builder.gep(c_ptr, [builder.add(builder.mul(ir.Constant(i64, r), ldc_),
+                                                                            ir.Constant(i64, j * NR))]),
+                                            vty.as_pointer()) for r, j in cells}
             add_to_c = builder.icmp_signed("!=", accumulate_, ir.Constant(accumulate_.type, 0))
-            init = [builder.select(add_to_c, builder.load(c_rows[r], align=bits // 8), zero)
-                    for r in range(MR)]
+            init = {cell: builder.select(add_to_c, builder.load(c_at[cell], align=bits // 8), zero)
+                    for cell in cells}
             entry = builder.block
             loop = builder.append_basic_block("block.loop")
             done = builder.append_basic_block("block.done")
@@ -162,37 +167,41 @@ def _block(MR, NR):
 
             builder.position_at_end(loop)
             k = builder.phi(i64)
-            acc = [builder.phi(vty) for _ in range(MR)]
-            w_k = builder.gep(w_ptr, [builder.mul(k, ir.Constant(i64, NR))])
-            w_vec = builder.load(builder.bitcast(w_k, vty.as_pointer()), align=bits // 8)
+            acc = {cell: builder.phi(vty) for cell in cells}
             i8p = ir.IntType(8).as_pointer()
             prefetch = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0i8")
-            for line in range(NR * (bits // 8) // 64):
-                ahead = builder.gep(w_k, [ir.Constant(i64, PREFETCH_ROWS * NR + line * 64 // (bits // 8))])
-                builder.call(prefetch, [builder.bitcast(ahead, i8p), ir.Constant(ir.IntType(32), 0),
-                                        ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)])
-            new = []
+            w_vecs = []
+            for j in range(PANELS):
+                w_k = builder.gep(w_ptr, [builder.add(builder.mul(k, ir.Constant(i64, NR)),
+                                                      builder.mul(panel_size, ir.Constant(i64, j)))])
+                w_vecs.append(builder.load(builder.bitcast(w_k, vty.as_pointer()), align=bits // 8))
+                for line in range(NR * (bits // 8) // 64):
+                    ahead = builder.gep(w_k, [ir.Constant(i64, PREFETCH_ROWS * NR + line * 64 // (bits // 8))])
+                    builder.call(prefetch, [builder.bitcast(ahead, i8p), ir.Constant(ir.IntType(32), 0),
+                                            ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)])
+            new = {}
             for r in range(MR):
                 a_rk = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, r), lda_), k)]))
                 a_vec = builder.shuffle_vector(builder.insert_element(undef, a_rk, ir.Constant(i32, 0)),
                                                undef, splat)
-                new.append(builder.call(fma, [a_vec, w_vec, acc[r]]))
+                for j in range(PANELS):
+                    new[r, j] = builder.call(fma, [a_vec, w_vecs[j], acc[r, j]])
             k_next = builder.add(k, ir.Constant(i64, 1))
             k.add_incoming(ir.Constant(i64, 0), entry)
             k.add_incoming(k_next, loop)
-            for r in range(MR):
-                acc[r].add_incoming(init[r], entry)
-                acc[r].add_incoming(new[r], loop)
+            for cell in cells:
+                acc[cell].add_incoming(init[cell], entry)
+                acc[cell].add_incoming(new[cell], loop)
             builder.cbranch(builder.icmp_signed("<", k_next, K_), loop, done)
 
             builder.position_at_end(done)
-            totals = [builder.phi(vty) for _ in range(MR)]    # phi nodes first in a block
-            for r in range(MR):
-                totals[r].add_incoming(init[r], entry)
-                totals[r].add_incoming(new[r], loop)
-                builder.store(totals[r], c_rows[r], align=bits // 8)
+            totals = {cell: builder.phi(vty) for cell in cells}    # phi nodes first in a block
+            for cell in cells:
+                totals[cell].add_incoming(init[cell], entry)
+                totals[cell].add_incoming(new[cell], loop)
+                builder.store(totals[cell], c_at[cell], align=bits // 8)
             return context.get_dummy_value()
         return sig, codegen
     return block
@@ -201,6 +210,18 @@ def _block(MR, NR):
 _block12_32, _block8_32, _block4_32, _block2_32, _block1_32 = (_block(m, 32) for m in (12, 8, 4, 2, 1))
 _block12_16, _block8_16, _block4_16, _block2_16, _block1_16 = (_block(m, 16) for m in (12, 8, 4, 2, 1))
 _block4_8, _block2_8, _block1_8 = (_block(m, 8) for m in (4, 2, 1))
+_block1x4_32, _block1x4_16, _block1x4_8 = (_block(1, nr, 4) for nr in (32, 16, 8))
+
+
+@njit(inline="always", **JIT)
+def _row_4_panels(a, P, w_off, K, c, c_off, accumulate):
+    """One row of ``a`` by the four panels from w_off: the micro-kernel of 1 row x 4 panels."""
+    if P.shape[2] == 32:
+        _block1x4_32(a, 0, 0, P, w_off, K, c, c_off, 0, accumulate)
+    elif P.shape[2] == 16:
+        _block1x4_16(a, 0, 0, P, w_off, K, c, c_off, 0, accumulate)
+    else:
+        _block1x4_8(a, 0, 0, P, w_off, K, c, c_off, 0, accumulate)
 
 
 @njit(inline="always", **JIT)
@@ -260,8 +281,14 @@ def packed_matmul(a, P, out, tmp, accumulate=False, reverse=False):
     twelve = M - M % 12 if tmp.shape[0] == 12 else 0
     if twelve and M % 12 == 4:
         twelve -= 12
-    for q in range(panels):
-        p = panels - 1 - q if reverse else q
+    # One row: four whole panels at a time (one panel's two sums would wait on each other's fused
+    # multiply-adds: 1 x 512 x 1024 in cache, 21 -> 18 us); each sum still runs over k in order.
+    grouped = (N // NR) // 4 if M == 1 else 0
+    for g in range(grouped):
+        p = 4 * (grouped - 1 - g if reverse else g)
+        _row_4_panels(a, P, p * K * NR, K, out, p * NR, accumulate)
+    for q in range(4 * grouped, panels):
+        p = panels - 1 - (q - 4 * grouped) if reverse else q
         j0 = p * NR
         cols = min(NR, N - j0)
         w_off = p * K * NR
