@@ -4,7 +4,7 @@ import pytest
 
 from lstmkit.seq2seq.batching import BucketBatches, make_batch
 from lstmkit.seq2seq.generated import demo_corpus, english_number, german_number
-from lstmkit.seq2seq.model import Seq2Seq, Seq2SeqBatch
+from lstmkit.seq2seq.model import BOS, EOS, Seq2Seq, Seq2SeqBatch
 from lstmkit.seq2seq.search import beam_search, greedy_search
 from lstmkit.seq2seq.text import BPETokenizer, CharTokenizer, Vocab, WordTokenizer
 
@@ -134,17 +134,63 @@ def test_decoding_context_gives_the_steps_results(monkeypatch):
         assert (96, 4 * 64) in packed and (64, 60) in packed     # the decoder's kernel, the output's
 
 
-def test_beam_top_k_orders_as_a_stable_sort():
-    """The beam's top-k selection (a partition) picks and orders exactly as a stable argsort: ties in
-    column order, also at the k-th value and among -inf (dead beams)."""
-    from lstmkit.seq2seq.search import _top_k
+def test_beam_top_k_orders_as_a_stable_sort(kernel_backend):
+    """The beam's top-k selection (a partition in NumPy, one pass compiled) picks and orders exactly
+    as a stable argsort of the candidates: ties in column order, also at the k-th value and among
+    -inf (dead beams); the candidates are the float64 sums of the beams' scores and log-probabilities."""
+    from lstmkit.kernels.beam import beam_top_k, top_k
     rng = np.random.default_rng(0)
     for _ in range(500):
-        B, N = rng.integers(1, 5), rng.integers(1, 40)
-        k = rng.integers(1, N + 1)
-        v = rng.integers(-3, 3, size=(B, N)).astype(float)     # many ties
-        v[rng.random((B, N)) < 0.2] = -np.inf
-        np.testing.assert_array_equal(_top_k(v, k), np.argsort(-v, axis=1, kind="stable")[:, :k])
+        B, K, V = rng.integers(1, 5), rng.integers(1, 5), rng.integers(1, 12)
+        k = rng.integers(1, K * V + 1)
+        scores = rng.integers(-3, 3, size=(B, K)).astype(float)      # many ties
+        scores[rng.random((B, K)) < 0.3] = -np.inf
+        logp = (rng.integers(-6, 0, size=(B * K, V)) / 4).astype(np.float32)
+        logp[rng.random((B * K, V)) < 0.1] = -np.inf
+        candidates = (scores[:, :, None] + logp.reshape(B, K, V).astype(float)).reshape(B, K * V)
+        expect = np.argsort(-candidates, axis=1, kind="stable")[:, :k]
+        cols, values = beam_top_k(scores, logp, k)
+        np.testing.assert_array_equal(cols, expect)
+        np.testing.assert_array_equal(values, np.take_along_axis(candidates, expect, 1))
+        np.testing.assert_array_equal(top_k(candidates, k), expect)
+
+
+def test_beam_top_k_bad_input():
+    from lstmkit.kernels.beam import beam_top_k
+    with pytest.raises(ValueError, match="log_probs"):
+        beam_top_k(np.zeros((2, 3)), np.zeros((5, 4), np.float32), 2)
+    with pytest.raises(ValueError, match="k: expected"):
+        beam_top_k(np.zeros((2, 3)), np.zeros((6, 4), np.float32), 13)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_beam_wider_than_every_sequence_is_exhaustive(alpha, seed, rng):
+    """With more beams than token sequences of up to max_len, beam search keeps them all: its result
+    is the best of every sequence ending in </s> or at max_len, scored here by teacher forcing."""
+    import itertools
+    V, max_len = 5, 3
+    model = Seq2Seq(11, V, embedding_size=4, hidden_size=6, attention="dot", seed=seed)
+    batch = random_batch(rng)
+    found = beam_search(model, batch.src, batch.src_lengths, beam_size=V ** max_len,
+                        length_normalization=alpha, max_len=max_len)
+    words = [v for v in range(V) if v != EOS]
+    ended = [seq + (EOS,) for n in range(max_len) for seq in itertools.product(words, repeat=n)]
+    candidates = ended + list(itertools.product(words, repeat=max_len))
+    for b, hyp in enumerate(found):
+        best = None
+        for seq in candidates:
+            ds = model.start(batch.src[b:b + 1], batch.src_lengths[b:b + 1])
+            score, prev = 0.0, BOS
+            for token in seq:
+                logp, _, ds = model.step(ds, np.array([prev]))
+                score, prev = score + logp[0, token], token
+            tokens = [v for v in seq if v != EOS]
+            if best is None or score / len(seq) ** alpha > best[0]:
+                best = (score / len(seq) ** alpha, score, tokens)
+        assert hyp.tokens == best[2]
+        assert hyp.score == pytest.approx(best[1], rel=1e-9)
+        assert hyp.attention.shape == (len(hyp.tokens), batch.src_lengths[b])
 
 
 def test_beam_finds_at_least_greedy_score(rng):

@@ -209,6 +209,33 @@ def crossentropy_grad32(logp, labels, weights, smoothing, out):
 
 
 @njit(**JIT)
+def beam_top_k(scores, log_probs, columns, values):
+    """``beam.beam_top_k``: columns[b], values[b] the k = columns.shape[1] largest of the float64 sums
+    scores[b, j] + log_probs[b * K + j, v] over j, v (column j * V + v), best first, ties in column
+    order. One pass, each row's best k kept in order by insertion: a candidate goes after those
+    already kept that are not smaller (they came first)."""
+    B, K = scores.shape
+    V = log_probs.shape[1]
+    k = columns.shape[1]
+    for b in range(B):
+        best, cols = values[b], columns[b]
+        n = 0
+        for j in range(K):
+            base = scores[b, j]
+            row = log_probs[b * K + j]
+            for v in range(V):
+                c = base + np.float64(row[v])
+                if n == k and not c > best[k - 1]:
+                    continue
+                i = n if n < k else k - 1
+                while i > 0 and best[i - 1] < c:
+                    best[i], cols[i] = best[i - 1], cols[i - 1]
+                    i -= 1
+                best[i], cols[i] = c, j * V + v
+                n = min(n + 1, k)
+
+
+@njit(**JIT)
 def scatter_add_rows(table, ids, rows):
     """table[ids[i]] += rows[i] for each i in order (``np.add.at``); ids already checked in range."""
     for i in range(ids.shape[0]):

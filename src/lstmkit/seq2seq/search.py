@@ -15,6 +15,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..kernels.beam import beam_top_k
 from .model import EOS, BOS
 
 
@@ -90,6 +91,9 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
     (``alpha = length_normalization``; 0 ranks by raw log-probability, which favours short output);
     a sentence is finished when ``beam_size`` hypotheses are set aside or its ``max_len`` is reached.
     ``beam_size=1`` is greedy search.
+
+    Each step keeps only the beams' back-pointers, words and attention rows; the tokens and the
+    attention of the best hypothesis of every sentence are traced back through them at the end.
     """
     if not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
         raise ValueError(f"beam_size: expected a positive integer, got {beam_size!r}")
@@ -101,87 +105,56 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0                                             # all beams start equal: expand one
     tokens = np.full(B * K, BOS)
-    history = [[[] for _ in range(K)] for _ in range(B)]          # tokens of each live beam
-    att_hist = [[[] for _ in range(K)] for _ in range(B)]
-    finished = [[] for _ in range(B)]                              # (normalized, score, tokens, atts)
+    sentence = np.arange(B)[:, None] * K
+    parents, words, weights = [], [], []       # per step: (B, K) beam each new beam extends, its word;
+    finished = [[] for _ in range(B)]          # the step's attention rows. (normalized, score, t, k, eos)
     done = np.zeros(B, bool)
-
-    def finish(b, k, toks, atts, score, with_eos):
-        n = len(toks) + (1 if with_eos else 0)
-        norm = score / max(n, 1) ** length_normalization
-        finished[b].append((norm, score, toks, atts))
-
     for t in range(int(limits.max())):
         logp, w, ds = model.step(ds, tokens)
         V = logp.shape[-1]
-        cand = (scores[:, :, None] + logp.reshape(B, K, V)).reshape(B, K * V)
-        top = _top_k(cand, K)
-        new_scores = np.take_along_axis(cand, top, 1)
-        src_beam, word = top // V, top % V
-        rows = (np.arange(B)[:, None] * K + src_beam).reshape(-1)
-        new_hist = [[None] * K for _ in range(B)]
-        new_att = [[None] * K for _ in range(B)]
-        for b in range(B):
-            if done[b]:
-                new_scores[b] = -np.inf
-                new_hist[b] = [[] for _ in range(K)]
-                new_att[b] = [[] for _ in range(K)]
-                continue
-            for k in range(K):
-                j = src_beam[b, k]
-                toks = history[b][j]
-                atts = att_hist[b][j]
-                if w is not None:
-                    atts = atts + [w[b * K + j, :src_lengths[b]]]
-                if not np.isfinite(new_scores[b, k]):
-                    new_hist[b][k], new_att[b][k] = toks, atts
-                    continue
-                if word[b, k] == EOS:
-                    finish(b, k, toks, atts[:-1] if w is not None else atts, new_scores[b, k], True)
-                    new_scores[b, k] = -np.inf
-                    new_hist[b][k], new_att[b][k] = toks, atts
-                    continue
-                new_hist[b][k] = toks + [int(word[b, k])]
-                new_att[b][k] = atts
+        top, new_scores = beam_top_k(scores, logp, K)
+        parent, word = top // V, top % V
+        parents.append(parent)
+        words.append(word)
+        weights.append(w)
+        new_scores[done] = -np.inf
+        norm = float(t + 1) ** length_normalization          # len counts </s> or the last token
+        ended = np.isfinite(new_scores) & (word == EOS)
+        for b, k in zip(*np.nonzero(ended)):
+            finished[b].append((new_scores[b, k] / norm, new_scores[b, k], t, k, True))
+        new_scores[ended] = -np.inf
+        for b in np.flatnonzero(~done):
             if len(finished[b]) >= K:
                 done[b] = True
             elif t + 1 >= limits[b]:
-                for k in range(K):
-                    if np.isfinite(new_scores[b, k]):
-                        finish(b, k, new_hist[b][k], new_att[b][k], new_scores[b, k], False)
+                for k in np.flatnonzero(np.isfinite(new_scores[b])):
+                    finished[b].append((new_scores[b, k] / norm, new_scores[b, k], t, k, False))
                 done[b] = True
-        scores, history, att_hist = new_scores, new_hist, new_att
+        scores = new_scores
         if done.all():
             break
+        rows = (sentence + parent).reshape(-1)
         ds = ds.reorder(rows) if hasattr(ds, "reorder") else ds.select(rows)    # rows stay in their sentence
         tokens = word.reshape(-1)
     results = []
     for b in range(B):
-        best = max(finished[b], key=lambda f: f[0]) if finished[b] else (0.0, 0.0, [], [])
-        _, score, toks, atts = best
-        results.append(Hypothesis(list(toks), float(score),
-                                  _stack(atts, src_lengths[b]) if model.attention is not None else None))
+        if not finished[b]:
+            results.append(Hypothesis([], 0.0, np.zeros((0, int(src_lengths[b])))
+                                      if model.attention is not None else None))
+            continue
+        _, score, t, k, eos = max(finished[b], key=lambda f: f[0])
+        toks, atts = [], []
+        for step in range(t, -1, -1):                 # back from beam k of step t
+            j = parents[step][b, k]
+            toks.append(int(words[step][b, k]))
+            if weights[step] is not None:
+                atts.append(weights[step][b * K + j, :src_lengths[b]])
+            k = j
+        if eos:                                        # </s> and its step's attention are not kept
+            toks, atts = toks[1:], atts[1:]
+        results.append(Hypothesis(toks[::-1], float(score),
+                                  _stack(atts[::-1], src_lengths[b]) if model.attention is not None else None))
     return results
-
-
-def _top_k(values, k):
-    """The columns of the ``k`` largest values of every row, best first, ties in column order (as a
-    stable sort, or argmax, orders them): a partition, then a sort of k per row (a whole sort of the
-    K * V candidates took most of a beam step)."""
-    cols = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    taken = np.take_along_axis(values, cols, 1)
-    kth = taken.min(axis=1, keepdims=True)                                   # the k-th largest
-    tied = values == kth
-    # Where more columns share the k-th value than were taken, take the leftmost of them.
-    short = np.flatnonzero(tied.sum(axis=1) > (taken == kth).sum(axis=1))
-    if short.size:
-        v, t = values[short], tied[short]
-        above = v > kth[short]
-        take = above | (t & (np.cumsum(t, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-        cols[short] = np.nonzero(take)[1].reshape(len(short), k)
-    cols.sort(axis=1)
-    order = np.argsort(-np.take_along_axis(values, cols, 1), axis=1, kind="stable")
-    return np.take_along_axis(cols, order, 1)
 
 
 def _stack(rows, width):
