@@ -134,6 +134,49 @@ def test_decoding_context_gives_the_steps_results(monkeypatch):
         assert (96, 4 * 64) in packed and (64, 60) in packed     # the decoder's kernel, the output's
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("attention,hidden,vocab,dtype", [("general", 64, 70, "float32"),
+                                                          ("dot", 48, 33, "float32"),
+                                                          ("general", 32, 100, "float64")])
+def test_fused_decoder_step_equals_the_layers(attention, hidden, vocab, dtype, threads, monkeypatch):
+    """Inside ``model.decoding()`` a step of the one-layer input-feeding decoder runs as one compiled
+    kernel (``kernels.decoder``): the same log-probabilities, attention and state as the layers'
+    step, to float rounding, whatever the rows, units and columns each thread gets."""
+    from lstmkit import kernels
+    from lstmkit.kernels import backend
+    if backend.get_backend() != "numba" or not backend.compiled_loops(np.float32).PACKED:
+        pytest.skip("the fused step needs the compiled backend on a CPU with AVX-512")
+    previous = backend.set_num_threads(threads)
+    try:
+        model = Seq2Seq(40, vocab, embedding_size=24, hidden_size=hidden, attention=attention, dtype=dtype,
+                        seed=3)
+        rng = np.random.default_rng(1)
+        src, lengths = rng.integers(4, 40, size=(7, 9)), np.array([9, 1, 4, 9, 2, 6, 3])
+        tokens = rng.integers(4, vocab, size=(3, 7))
+        fused = kernels.decoder.decoder_step
+        calls = []
+        monkeypatch.setattr(kernels.decoder, "decoder_step", lambda *a: calls.append(1) or fused(*a))
+
+        def run():
+            ds, out = model.start(src, lengths), []
+            for t in tokens:
+                logp, w, ds = model.step(ds, t)
+                out += [logp, w, *ds.lstm, ds.feed]
+            return out
+
+        with model.decoding():
+            inside = run()
+            assert len(calls) == len(tokens)           # the fused kernel ran, and gave a result
+            monkeypatch.setattr(kernels.decoder, "decoder_step", lambda *a: None)
+            layers = run()
+    finally:
+        backend.set_num_threads(previous)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(inside, layers):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert np.all(inside[1][1, 1:] == 0)             # the second sentence has one source word
+
+
 def test_beam_top_k_orders_as_a_stable_sort(kernel_backend):
     """The beam's top-k selection (a partition in NumPy, one pass compiled) picks and orders exactly
     as a stable argsort of the candidates: ties in column order, also at the k-th value and among
@@ -170,7 +213,7 @@ def test_beam_wider_than_every_sequence_is_exhaustive(alpha, seed, rng):
     is the best of every sequence ending in </s> or at max_len, scored here by teacher forcing."""
     import itertools
     V, max_len = 5, 3
-    model = Seq2Seq(11, V, embedding_size=4, hidden_size=6, attention="dot", seed=seed)
+    model = Seq2Seq(11, V, embedding_size=4, hidden_size=6, attention="dot", dtype="float64", seed=seed)
     batch = random_batch(rng)
     found = beam_search(model, batch.src, batch.src_lengths, beam_size=V ** max_len,
                         length_normalization=alpha, max_len=max_len)
@@ -184,7 +227,7 @@ def test_beam_wider_than_every_sequence_is_exhaustive(alpha, seed, rng):
             score, prev = 0.0, BOS
             for token in seq:
                 logp, _, ds = model.step(ds, np.array([prev]))
-                score, prev = score + logp[0, token], token
+                score, prev = score + float(logp[0, token]), token
             tokens = [v for v in seq if v != EOS]
             if best is None or score / len(seq) ** alpha > best[0]:
                 best = (score / len(seq) ** alpha, score, tokens)
@@ -310,6 +353,7 @@ def test_beam_reorder_between_steps_equals_select(rng):
 
     class Model:
         attention = model.attention
+        decoding = model.decoding           # the same products as the model's own search
 
         @staticmethod
         def start(src, lengths):

@@ -408,6 +408,9 @@ class Seq2Seq:
     def step(self, ds, tokens):
         """One decoder step for the previous tokens (N,). Returns ``log_probs (N, V), weights (N, S)
         or None, new DecoderState``."""
+        fused = self._fused_step(ds, tokens)
+        if fused is not None:
+            return fused
         y = self.tgt_embedding(tokens)
         if self.input_feeding:
             y = np.concatenate([y, ds.feed], axis=-1)
@@ -422,6 +425,26 @@ class Seq2Seq:
         logits = self.output(h[:, 0])
         logp = kernels.activations.log_softmax(logits)
         return logp, weights, DecoderState(res.state, feed, ds.keys, ds.memory, ds.mask)
+
+
+    def _fused_step(self, ds, tokens):
+        """:meth:`step` as one compiled kernel (``kernels.decoder``) where it applies: one layer, dot
+        or general attention, input feeding, an untied output, the decoder's default activations;
+        else None."""
+        dec, c = self.decoder, self.config
+        if (self.attention_kind not in ("dot", "general") or not self.input_feeding or c["num_layers"] != 1
+                or c["tie_embeddings"] or not dec.use_bias or dec.proj_size
+                or (dec.activation, dec.recurrent_activation) != ("tanh", "sigmoid") or ds.lstm[0].ndim != 2):
+            return None
+        ids = self.tgt_embedding.check_ids(tokens)
+        p, a, o = dec.params, self.attentional.params, self.output.params
+        out = kernels.decoder.decoder_step(ids, self.tgt_embedding.params["embeddings"], ds.feed, *ds.lstm,
+                                           p["kernel"], p["recurrent_kernel"], p["bias"], ds.memory, ds.keys,
+                                           ds.mask, a["kernel"], a["bias"], o["kernel"], o["bias"])
+        if out is None:
+            return None
+        logp, weights, h, c_, feed = out
+        return logp, weights, DecoderState(LSTMState(h, c_), feed, ds.keys, ds.memory, ds.mask)
 
 
 class DecoderState(NamedTuple):
