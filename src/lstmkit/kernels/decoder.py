@@ -1,10 +1,10 @@
 """One decoding step of an LSTM decoder with Luong attention and input feeding, fused (inference):
 
-    x                = [table[tokens]; a_prev]                          (N, E + A)
-    h, c             = LSTM step of x from (h_prev, c_prev)             kernel (E + A, 4U), recurrent_kernel (U, 4U)
-    context, weights = attention of h over memory and keys (mask)       dot or general scores (see ``attention``)
-    a                = tanh([context; h] @ W_a + b_a)                   (N, A)
-    log_probs        = log_softmax(a @ W_o + b_o)                       (N, V)
+    x                = [table[tokens]; a_prev]                        (N, E + A)
+    h, c             = LSTM step of x from (h_prev, c_prev)           kernel (E + A, 4U), recurrent (U, 4U)
+    context, weights = attention of h over memory and keys (mask)     dot or general scores (``attention``)
+    a                = tanh([context; h] @ W_a + b_a)                 (N, A)
+    log_probs        = log_softmax(a @ W_o + b_o)                     (N, V)
 
 The same results as the layers' step, to float rounding. Compiled, the whole step is one start of
 lstmkit's threads: each computes its units of the cell, its rows of the attention and its columns of
@@ -28,7 +28,7 @@ def decoder_step(tokens, table, feed, h, c, kernel, recurrent_kernel, bias, memo
     loops = backend.compiled_loops(kernel.dtype)
     if loops is None or not loops.PACKED or not backend.is_constant(kernel):
         return None
-    arrays = [np.ascontiguousarray(a, kernel.dtype) for a in (table, feed, h, c, bias, memory, keys, b_a, b_o)]
-    table, feed, h, c, bias, memory, keys, b_a, b_o = arrays
+    table, feed, h, c, bias, memory, keys, b_a, b_o = (np.ascontiguousarray(a, kernel.dtype) for a in (
+        table, feed, h, c, bias, memory, keys, b_a, b_o))
     return loops.decoder_step(tokens, table, feed, h, c, kernel, recurrent_kernel, bias, memory, keys, mask,
                               W_a, b_a, W_o, b_o)

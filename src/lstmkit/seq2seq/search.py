@@ -152,8 +152,8 @@ def beam_search(model, src, src_lengths, *, beam_size=5, length_normalization=1.
             k = j
         if eos:                                        # </s> and its step's attention are not kept
             toks, atts = toks[1:], atts[1:]
-        results.append(Hypothesis(toks[::-1], float(score),
-                                  _stack(atts[::-1], src_lengths[b]) if model.attention is not None else None))
+        attention = _stack(atts[::-1], src_lengths[b]) if model.attention is not None else None
+        results.append(Hypothesis(toks[::-1], float(score), attention))
     return results
 
 
