@@ -956,6 +956,7 @@ def _decoder_step_part(sync, k, n, rows, units, cols_a, cols_o, tokens, table, f
     _blocks_product(hs[0], P, p, gates[0], U, u0, u1, tmp, True, False)
     no_z = np.empty((0, gates.shape[2]), gates.dtype)
     no_mask = np.empty((0, 0), gates.dtype)
+    # mode 0 ("zero"), activations 0 and 1 (tanh, sigmoid: ACTIVATIONS)
     _lstm_step(0, False, gates, no_z, bias, 0, N, u0, u1, no_mask, 0, 0, 1, gates, hs, cs, act_c, outs,
                scratch_)
     if not numba_threads.arrive_and_wait(sync, k, n, 1):
@@ -972,7 +973,7 @@ def _decoder_step_part(sync, k, n, rows, units, cols_a, cols_o, tokens, table, f
     packed_matmul(_shared_read(cat, cat_k, n), _columns(W_a, a0, a1), att[:, a0:a1], tmp)
     for i in range(N):
         _add_to_blocks(att[i], b_a, 1, 0, a0, a1)
-        _activate(att[i, a0:a1], 0)
+        _activate(att[i, a0:a1], 0)                 # tanh
     if not numba_threads.arrive_and_wait(sync, k, n, 3):
         return
     packed_matmul(_shared_read(att, att_k, n), _columns(W_o, o0, o1), logp[:, o0:o1], tmp)

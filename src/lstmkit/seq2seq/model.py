@@ -426,7 +426,6 @@ class Seq2Seq:
         logp = kernels.activations.log_softmax(logits)
         return logp, weights, DecoderState(res.state, feed, ds.keys, ds.memory, ds.mask)
 
-
     def _fused_step(self, ds, tokens):
         """:meth:`step` as one compiled kernel (``kernels.decoder``) where it applies: one layer, dot
         or general attention, input feeding, an untied output, the decoder's default activations;
