@@ -5,7 +5,9 @@ the NumPy loop of the same kernel fills, so the caches (and backward passes) of 
 interchangeable. Per step: one product with the recurrent matrix, then one fused pass over the
 gates, written so that LLVM vectorizes it. Nothing is allocated inside the loop. Which of three
 ways a loop runs (packed and split across threads, compiled whole, or stepped from Python) is
-decided by ``_parts`` and ``_whole_loop`` below.
+decided by ``_parts`` and ``_whole_loop`` below. Beside the loops: compiled row-wise passes
+(log-softmax, the cross-entropy's gradient, a beam search's top-k) and the fused decoding step of
+``kernels.decoder``.
 
 Activations in float32 use the vectorizable ``_exp32`` below (Cody-Waite range reduction and a
 degree-7 polynomial, within 1 ulp of exp) and a polynomial for tanh near 0: tanh is within 1.6 ulp
@@ -938,21 +940,20 @@ def _decoder_step_part(sync, k, n, rows, units, cols_a, cols_o, tokens, table, f
     """Thread k of n of ``decoder_step``: its units of the cell; after a wait, its rows of the
     attention; after another, its columns of the attentional layer; after another, its columns of
     the output and their partial row maxima and sums of exponentials, combined after a last wait
-    into its columns of the log-softmax. ``x[k]``, ``cat_k`` and ``att_k``: this thread's copies."""
+    into its columns of the log-softmax. ``x``, ``cat_k`` and ``att_k``: this thread's own buffers."""
     numba_threads.started(sync)
     (r0, r1), (u0, u1), (a0, a1), (o0, o1) = rows, units, cols_a, cols_o
     N, E = tokens.shape[0], table.shape[1]
     U = hs.shape[2]
-    xk = x[k]
     for i in range(N):
-        emb, f, row = table[tokens[i]], feed[i], xk[i]
+        emb, f, row = table[tokens[i]], feed[i], x[i]
         for j in range(E):
             row[j] = emb[j]
         for j in range(f.shape[0]):
             row[E + j] = f[j]
     Pw, pw = _filled(kernel, w_panels, U, u0, u1)
     P, p = _filled(recurrent_kernel, r_panels, U, u0, u1)
-    _blocks_product(xk, Pw, pw, gates[0], U, u0, u1, tmp, False, False)
+    _blocks_product(x, Pw, pw, gates[0], U, u0, u1, tmp, False, False)
     _blocks_product(hs[0], P, p, gates[0], U, u0, u1, tmp, True, False)
     no_z = np.empty((0, gates.shape[2]), gates.dtype)
     no_mask = np.empty((0, 0), gates.dtype)
@@ -1026,21 +1027,21 @@ def decoder_step(tokens, table, feed, h, c, kernel, recurrent_kernel, bias, memo
     outs = np.empty((1, N, U), dtype)
     weights, att, logp = np.empty((N, S), dtype), np.empty((N, A), dtype), np.empty((N, V), dtype)
     cat = np.empty((N, keys.shape[2] + U), dtype)
-    x = np.empty((n, N, E + feed.shape[1]), dtype)
     stats = np.empty((n, N, 2), dtype)
     valid = np.zeros((0, 0), np.bool_) if mask is None else np.ascontiguousarray(mask, np.bool_)
-    unit_shares, gates = _shares(U, n, nr), np.empty((1, N, 4 * U), dtype)
-    common = dict(n=n, tokens=np.ascontiguousarray(tokens, np.intp), table=table, feed=feed, x=x,
-                  kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias, gates=gates, hs=hs, cs=cs,
+    common = dict(n=n, tokens=np.ascontiguousarray(tokens, np.intp), table=table, feed=feed,
+                  kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+                  gates=np.empty((1, N, 4 * U), dtype), hs=hs, cs=cs,
                   act_c=np.empty((2, N, U), dtype), outs=outs, memory=memory, keys=keys, valid=valid,
                   weights=weights, cat=cat, W_a=Pa, b_a=b_a, att=att, W_o=Po, b_o=b_o, logp=logp,
                   stats=stats)
     parts = [partial(_decoder_step_part, k=k, rows=rows, units=units, cols_a=cols_a, cols_o=cols_o,
                      w_panels=_gate_panels(kernel, 4, *units, dtype),
-                     r_panels=_gate_panels(recurrent_kernel, 4, *units, dtype), cat_k=np.empty_like(cat),
+                     r_panels=_gate_panels(recurrent_kernel, 4, *units, dtype),
+                     x=np.empty((N, E + feed.shape[1]), dtype), cat_k=np.empty_like(cat),
                      att_k=np.empty_like(att), tmp=scratch(dtype), scratch_=np.zeros((2, U), dtype), **common)
              for k, (rows, units, cols_a, cols_o) in enumerate(zip(
-                 _shares(N, n, 1), unit_shares, _shares(A, n, nr), _shares(V, n, nr)))]
+                 _shares(N, n, 1), _shares(U, n, nr), _shares(A, n, nr), _shares(V, n, nr)))]
     numba_threads.run(parts)
     return logp, weights, hs[1], cs[1], att
 
