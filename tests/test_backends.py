@@ -383,7 +383,7 @@ def test_a_failing_thread_releases_the_others():
         w = np.zeros((4, 16), f32)
         panels = numba_loops._panels(4, 0, 4, 4, f32)
         numba_loops._lstm_forward_part(
-            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, (panels.copy(), -1),
+            sync, 0, 2, 0, 1, 0, 4, True, np.zeros((3, 1, 4), f32), w, (panels.copy(), -1), False,
             np.zeros(0, f32), w, (panels, -1), numba_matmul.scratch(f32), none, none, 0, 0, 1, gates,
             np.zeros((4, 1, 4), f32), np.zeros((4, 1, 4), f32), np.zeros((3, 1, 4), f32),
             np.zeros((3, 1, 4), f32))
@@ -592,6 +592,57 @@ def test_inference_folds_input_projections_larger_than_the_buffers_keep(monkeypa
             got = kernels.lstm_forward(x, None, None, None, k, r, None, inference=True)[0]
             assert (Tn * Bn in rows) == expect_before
             np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5)
+    finally:
+        backend.set_backend("auto")
+        backend.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("inference", [False, True], ids=["train", "infer"])
+def test_loops_split_by_units_project_their_own_inputs(cell, inference, monkeypatch):
+    """A loop split by units (the LSTM's weights larger than FOLD_BYTES) computes the input
+    projections in its threads, each those of its units for every step before its loop: no product
+    of T * B rows before it. Outputs, states and gradients are the NumPy loop's."""
+    from lstmkit.kernels import numba_threads
+    if not numba_loops.PACKED:
+        pytest.skip("the packed loops need AVX-512")
+    rng = np.random.default_rng(9)
+    G = 4 if cell == "lstm" else 3
+    Bn, Tn, In, Un = 3, 5, 24, 2 * numba_matmul.panel_width(np.float32)
+    x = rng.normal(size=(Bn, Tn, In)).astype(np.float32)
+    k, r = (rng.normal(size=(n, G * Un)).astype(np.float32) * 0.3 for n in (In, Un))
+    bias = rng.normal(size=(2, G * Un) if cell == "gru" else (G * Un,)).astype(np.float32) * 0.3
+    rows, projects = [], []
+    real, real_run = backend.matmuls, numba_threads.run
+    monkeypatch.setattr(backend, "matmuls", lambda pairs, *a, **kw: rows.extend(
+        p[0].shape[0] for p in pairs if p[1] is k) or real(pairs, *a, **kw))     # x @ kernel
+    monkeypatch.setattr(numba_threads, "run", lambda parts: projects.extend(
+        p.keywords.get("project", p.keywords.get("W") is not None and p.keywords["W"].size > 0)
+        for p in parts) or real_run(parts))
+    monkeypatch.setattr(numba_loops, "FOLD_BYTES", 0)
+    monkeypatch.setattr(numba_loops, "SPLIT", "units")
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+
+    def run():
+        if cell == "gru":
+            out, h, cache = kernels.gru_forward(x, None, None, k, r, bias, inference=inference)
+            grads = {} if inference else kernels.gru_backward(cache, np.cos(out), None)
+            return [out, h] + [grads[n] for n in grads if n in ("x", "kernel", "recurrent_kernel")]
+        out, h, c, cache = kernels.lstm_forward(x, None, None, None, k, r, bias, inference=inference)
+        grads = {} if inference else kernels.lstm_backward(cache, np.cos(out))
+        return [out, h, c] + [grads[n] for n in grads if n in ("x", "kernel", "recurrent_kernel")]
+
+    previous = backend.set_num_threads(2)
+    try:
+        backend.set_backend("numpy")
+        ref = run()
+        backend.set_backend("numba")
+        rows.clear()
+        got = run()
+        assert Tn * Bn not in rows
+        assert len(projects) >= 2 and all(projects[:2])
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
     finally:
         backend.set_backend("auto")
         backend.set_num_threads(previous)

@@ -47,26 +47,25 @@ def gru_forward(x, mask, h0, kernel, recurrent_kernel, bias, *, reset_after=True
     if bias is not None:
         b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, None)
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
-    threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype)
-    xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, threaded or None).reshape(T, B, 3 * U)
-    if b_in is not None and loops is None:
-        xw += b_in          # the compiled loops add it in their step (one pass over xw less)
-
     h = np.zeros((B, U), dtype) if h0 is None else np.asarray(h0, dtype)
     rmask = recurrent_dropout_mask
     keep = not inference or loops is None
-    # Activated z, r, n (the compiled loops activate xw in place); reset_after: h @ R_h + b, else
-    # (r * h) fed to R_h; the state entering each step (hs[0] = h0) and the last.
-    gates = None if not keep else xw if loops is not None else buffers.empty((T, B, 3 * U), dtype)
+    # reset_after: h @ R_h + b, else (r * h) fed to R_h; the state entering each step (hs[0] = h0)
+    # and the last.
     rh_all = buffers.empty((T, B, U), dtype) if keep else None
     hs = buffers.empty((T + 1, B, U), dtype) if keep else loops.state_buffers(T, B, U, dtype, keep)
     outs = buffers.zeros((T, B, U), dtype)
     hs[0] = h
     prev_out = np.zeros((B, U), dtype)
-    if loops is not None:
-        h = loops.gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, masked_output_mode, activation,
-                              recurrent_activation, gates, rh_all, hs, outs)
+    if loops is not None:   # the input projections, then activated z, r, n in their place (gates)
+        h, gates = loops.gru_forward(xs, kernel, b_in, recurrent_kernel, b_rec, h, ms, rmask,
+                                     masked_output_mode, activation, recurrent_activation, keep, rh_all,
+                                     hs, outs)
     else:
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel).reshape(T, B, 3 * U)
+        if b_in is not None:
+            xw += b_in
+        gates = buffers.empty((T, B, 3 * U), dtype)     # activated z, r, n
         R_zr, R_h = recurrent_kernel[:, :2 * U], recurrent_kernel[:, 2 * U:]
         for t in range(T):
             hr = h if rmask is None else h * rmask

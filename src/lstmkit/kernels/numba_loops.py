@@ -313,8 +313,9 @@ def _matmul(a, w, out):
 #   size once a call has backend.PARALLEL_MIN_WORK multiply-adds (below, starting the threads
 #   costs more than they save) or the recurrent matrix is larger than SPLIT_MATRIX_BYTES. The
 #   LSTM's input projections are computed in the same loop, step by step, when both matrices
-#   together fit FOLD_BYTES (they stay in cache), else by one product before it (which reads the
-#   input matrix once).
+#   together fit FOLD_BYTES (they stay in cache); else those of every step before the loop (reading
+#   the input matrix once): by each thread for its units where each has every row, else by one
+#   product.
 # * whole loop compiled, products included (``_matmul``): small shapes (B·U·G <= SMALL), where the
 #   per-step Python overhead would dominate.
 # * stepwise: larger shapes step from Python, NumPy's own BLAS doing the product, the compiled code
@@ -373,6 +374,18 @@ def _parts(B, T, U, G, dtype, backward=False, folds=False):
     if (PACKED_MIN_BATCH_BACKWARD if backward else PACKED_MIN_BATCH) <= B <= PACKED_MAX_BATCH:
         return 1, [(0, B, 0, U)]
     return None
+
+
+def _projects(plan, B):
+    """Whether the threads of ``plan`` (from ``_parts``) each compute their units' input projections
+    of every step before their loop, packing their columns of the input matrix: where each has
+    every row, split by units (no product before the loop, no start of the threads for it, each
+    thread's projections in its own core's cache: B=1 T=20 H=512, 1.2 -> 1.0 ms) or on a single
+    thread (one of BLAS's threads is no faster); not one thread of several (BLAS then uses them
+    all)."""
+    if plan is None or any(b0 != 0 or b1 != B for b0, b1, _, _ in plan[1]):
+        return False
+    return len(plan[1]) > 1 or backend.get_num_threads() == 1
 
 
 def threaded(B, T, U, G, dtype, backward=False):
@@ -619,21 +632,26 @@ def _lstm_step(t, keep, xw, z, bias, b0, b1, u0, u1, ms, mode, act, ract, gates,
 
 
 @njit(**JIT)
-def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, w_panels, bias, R, panels, tmp, rmask, ms,
-                       mode, act, ract, gates, hs, cs, act_c, outs):
+def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, w_panels, project, bias, R, panels, tmp,
+                       rmask, ms, mode, act, ract, gates, hs, cs, act_c, outs):
     """Thread k: rows b0..b1, units u0..u1 of every step; n threads wait for each other after each
     step (1: no waiting). The step's gates (``_gate_slot``) are x_t @ W + h_{t-1} @ R, R's columns
     of these units in ``panels`` (``_gate_panels``: packed here where its start is -1). With a ``W``
-    (nonzero size) ``xin`` is the input xs (T, B, I) and the thread computes x_t @ W step by step,
-    W's columns in ``w_panels``; else ``xin`` is the input projections xw (T, B, 4U) and ``gates``
-    itself."""
+    (nonzero size) ``xin`` is the input xs (T, B, I), W's columns in ``w_panels``, and the thread
+    computes x_t @ W itself: step by step, or with ``project`` (a thread of every row) for every
+    step before the loop, into ``gates`` (T, B, 4U). Without, ``xin`` is the input projections xw
+    (T, B, 4U) and ``gates`` itself."""
     numba_threads.started(sync)
     T = xin.shape[0]
     G = gates.shape[2]
     U = G // 4
-    fold = W.shape[0] > 0
+    fold = W.shape[0] > 0 and not project
     Pw, pw = _filled(W, w_panels, U, u0, u1)     # no blocks without a W
     P, p = _filled(R, panels, U, u0, u1)
+    if project:     # this thread's columns of every step's input projections: W's panels read once
+        TB = T * xin.shape[1]
+        _blocks_product(xin.reshape((TB, xin.shape[2])), Pw, pw, gates.reshape((TB, G)), U, u0, u1, tmp,
+                        False, False)
     no_z = np.empty((0, G), gates.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
     scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
@@ -691,9 +709,12 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         and B >= SPLIT_MIN_ROWS * backend.get_num_threads())
     plan = _parts(B, T, U, G, dtype, folds=small and not keep)
     fold = plan is not None and small
-    if fold:
+    # Larger ones split by units: each thread computes the input projections of its units itself,
+    # before its loop (``_projects``).
+    project = not small and _projects(plan, B)
+    if fold or project:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
-        gates = buffers.empty((T if keep else 2, B, G), dtype)
+        gates = buffers.empty((T if keep or project else 2, B, G), dtype)
     else:
         split = plan is not None and len(plan[1]) > 1
         pairs = [(xs.reshape(T * B, xs.shape[2]), kernel)]
@@ -709,10 +730,12 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
         R = np.ascontiguousarray(recurrent_kernel, dtype)
         parts = []
         for k, (b0, b1, u0, u1) in enumerate(ranges):
-            w_panels = _gate_panels(kernel, 4, u0, u1, dtype) if fold else (_panels(0, u0, u1, 0, dtype), -1)
+            w_panels = (_gate_panels(kernel, 4, u0, u1, dtype) if fold or project
+                        else (_panels(0, u0, u1, 0, dtype), -1))
             parts.append(partial(
                 _lstm_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xin=xin, W=W,
-                w_panels=w_panels, bias=bias, R=R, panels=_gate_panels(recurrent_kernel, 4, u0, u1, dtype),
+                w_panels=w_panels, project=project, bias=bias, R=R,
+                panels=_gate_panels(recurrent_kernel, 4, u0, u1, dtype),
                 tmp=scratch(dtype), rmask=rm, ms=ms2, mode=mode, act=act, ract=ract, gates=gates, hs=hs,
                 cs=cs, act_c=act_c, outs=outs))
         numba_threads.run(parts)
@@ -1092,12 +1115,18 @@ def _gru_step(t, keep, b0, b1, u0, u1, xw, b_in, rec, b_rec, ms, mode, act, ract
 
 
 @njit(**JIT)
-def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, R, panels, tmp, b_in, b_rec, rmask, ms, mode, act,
-                      ract, xw, rec, gates, rh_all, hs, outs):
-    """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it."""
+def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, xs, W, w_panels, R, panels, tmp, b_in, b_rec, rmask,
+                      ms, mode, act, ract, xw, rec, gates, rh_all, hs, outs):
+    """As ``_lstm_forward_part``; ``rec`` (B, 3U) is shared, each thread writing its block of it.
+    With a ``W`` (nonzero size; a thread of every row) the thread first computes its units' columns
+    of the input projections ``xw`` = xs @ W of every step, W's columns in ``w_panels``."""
     numba_threads.started(sync)
     T, B, G = xw.shape
     U = G // 3
+    if W.shape[0] > 0:
+        Pw, pw = _filled(W, w_panels, U, u0, u1)
+        _blocks_product(xs.reshape((T * B, xs.shape[2])), Pw, pw, xw.reshape((T * B, G)), U, u0, u1, tmp,
+                        False, False)
     P, p = _filled(R, panels, U, u0, u1)
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
@@ -1119,15 +1148,29 @@ def _gru_forward_blas(keep, xw, R, b_in, b_rec, rmask, ms, mode, act, ract, gate
                   outs)
 
 
-def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activation, recurrent_activation,
-                gates, rh_all, hs, outs):
-    """Fill ``gates, rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does,
-    from xw = the input projections without the input bias ``b_in``; return h. With ``gates`` None
-    (inference) only ``outs`` is filled, and ``hs`` may be a two-slot buffer (``state_buffers``)."""
-    dtype = xw.dtype
-    T, B, G = xw.shape
+def gru_forward(xs, kernel, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activation,
+                recurrent_activation, keep, rh_all, hs, outs):
+    """Fill ``rh_all, hs, outs`` as the NumPy loop of ``gru_forward`` (reset_after=True) does, from
+    the time-major input ``xs`` (T, B, I); return h and the activated gates (T, B, 3U: the input
+    projections without the input bias ``b_in``, activated in place). With ``keep`` False
+    (inference) only ``outs`` is filled, the gates returned are None and ``hs`` may be a two-slot
+    buffer (``state_buffers``)."""
+    dtype = kernel.dtype
+    T, B, _ = xs.shape
+    G = kernel.shape[1]
     U = G // 3
-    keep = gates is not None
+    plan = _parts(B, T, U, G, dtype)
+    # Split by units, each thread computes the input projections of its units itself, before its
+    # loop (as the LSTM's); else one product first.
+    project = _projects(plan, B)
+    if project:
+        xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
+        xw = buffers.empty((T, B, G), dtype)
+    else:
+        split = plan is not None and len(plan[1]) > 1
+        xw = backend.matmul(xs.reshape(T * B, xs.shape[2]), kernel, split or None).reshape(T, B, G)
+        xin, W = _absent(dtype, 3), _absent(dtype, 2)
+    gates = xw
     if not keep:
         gates = np.empty((2, B, G), dtype)
         rh_all = np.empty((2, B, U), dtype)
@@ -1139,13 +1182,14 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
     act, ract = codes(activation, recurrent_activation)
     mode = MODES[mode]
     R = recurrent_kernel     # made contiguous where compiled code reads it (not per decoder step)
-    plan = _parts(B, T, U, G, dtype)
     if plan is not None:
         waiting, ranges = plan
         R = np.ascontiguousarray(R, dtype)
         rec = np.empty((B, G), dtype)
         numba_threads.run([
-            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, R=R,
+            partial(_gru_forward_part, k=k, n=waiting, b0=b0, b1=b1, u0=u0, u1=u1, keep=keep, xs=xin, W=W,
+                    w_panels=(_gate_panels(kernel, 3, u0, u1, dtype) if project
+                              else (_panels(0, u0, u1, 0, dtype), -1)), R=R,
                     panels=_gate_panels(recurrent_kernel, 3, u0, u1, dtype), tmp=scratch(dtype),
                     b_in=b_in, b_rec=b_rec, rmask=rm, ms=ms2, mode=mode, act=act, ract=ract,
                     xw=xw, rec=rec, gates=gates, rh_all=rh_all, hs=hs, outs=outs)
@@ -1162,7 +1206,7 @@ def gru_forward(xw, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, activatio
             backend.matmul(h_t if rmask is None else np.multiply(h_t, rm, out=hr), R, own, rec)
             _gru_step(t, keep, 0, B, 0, U, xw, b_in, rec, b_rec, ms2, mode, act, ract, gates, rh_all, hs,
                       outs)
-    return hs[T if keep else T & 1].copy()
+    return hs[T if keep else T & 1].copy(), gates if keep else None
 
 
 @njit(**JIT)
