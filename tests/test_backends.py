@@ -565,32 +565,33 @@ def test_split_loops_read_constant_weights_packed_once(cell, split, dtype, monke
         backend.set_num_threads(previous)
 
 
-def test_inference_folds_input_projections_larger_than_the_buffers_keep(monkeypatch):
-    """An inference pass whose input projections (T, B, 4U) would be larger than the reused buffers
-    keep computes them step by step in the loop when each thread has SPLIT_MIN_ROWS rows or more:
-    no product of T * B rows before it. Its results are the NumPy loop's."""
-    from lstmkit.kernels import buffers
+def test_inference_with_many_rows_a_thread_folds_input_projections(monkeypatch):
+    """An inference pass with large weights whose threads have SPLIT_MIN_ROWS rows each or more
+    computes the input projections step by step in the loop: no product of T * B rows before it.
+    With fewer rows, or in training, the projections of every step come first. The results are the
+    NumPy loop's."""
     if not numba_loops.PACKED:
         pytest.skip("the packed loops need AVX-512")
     rng = np.random.default_rng(8)
-    Bn, Tn, In, Un = 2 * numba_loops.SPLIT_MIN_ROWS, 5, 24, 16     # weights larger than FOLD_BYTES
-    x = rng.normal(size=(Bn, Tn, In)).astype(np.float32)
+    Tn, In, Un = 5, 24, 16     # weights larger than FOLD_BYTES (set to 0)
     k, r = (rng.normal(size=(n, 4 * Un)).astype(np.float32) * 0.3 for n in (In, Un))
     rows = []
     real = backend.matmuls
     monkeypatch.setattr(backend, "matmuls", lambda pairs, *a, **kw: rows.extend(
-        p[0].shape[0] for p in pairs) or real(pairs, *a, **kw))
+        p[0].shape[0] for p in pairs if p[1] is k) or real(pairs, *a, **kw))     # x @ kernel
     monkeypatch.setattr(numba_loops, "FOLD_BYTES", 0)
     previous = backend.set_num_threads(2)
     try:
-        backend.set_backend("numpy")
-        ref = kernels.lstm_forward(x, None, None, None, k, r, None, inference=True)[0]
-        backend.set_backend("numba")
-        for keep, expect_before in ((buffers.KEEP_BYTES, True), (0, False)):
-            monkeypatch.setattr(buffers, "KEEP_BYTES", keep)
+        for Bn, inference, folds in ((2 * numba_loops.SPLIT_MIN_ROWS, True, True),
+                                     (2 * numba_loops.SPLIT_MIN_ROWS, False, False),
+                                     (2 * numba_loops.SPLIT_MIN_ROWS - 2, True, False)):
+            x = rng.normal(size=(Bn, Tn, In)).astype(np.float32)
+            backend.set_backend("numpy")
+            ref = kernels.lstm_forward(x, None, None, None, k, r, None, inference=inference)[0]
+            backend.set_backend("numba")
             rows.clear()
-            got = kernels.lstm_forward(x, None, None, None, k, r, None, inference=True)[0]
-            assert (Tn * Bn in rows) == expect_before
+            got = kernels.lstm_forward(x, None, None, None, k, r, None, inference=inference)[0]
+            assert (Tn * Bn in rows) == (not folds), (Bn, inference)
             np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5)
     finally:
         backend.set_backend("auto")
