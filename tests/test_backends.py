@@ -598,12 +598,13 @@ def test_inference_with_many_rows_a_thread_folds_input_projections(monkeypatch):
         backend.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell,split", [("lstm", "units"), ("gru", "units"), ("gru", "batch")])
 @pytest.mark.parametrize("inference", [False, True], ids=["train", "infer"])
-def test_loops_split_by_units_project_their_own_inputs(cell, inference, monkeypatch):
-    """A loop split by units (the LSTM's weights larger than FOLD_BYTES) computes the input
-    projections in its threads, each those of its units for every step before its loop: no product
-    of T * B rows before it. Outputs, states and gradients are the NumPy loop's."""
+def test_split_loops_project_their_own_inputs(cell, split, inference, monkeypatch):
+    """A loop split by units (the LSTM's weights larger than FOLD_BYTES), or a GRU's split by rows
+    with small weights, computes the input projections in its threads, each those of its part for
+    every step before its loop: no product of T * B rows before it. Outputs, states and gradients
+    are the NumPy loop's."""
     from lstmkit.kernels import numba_threads
     if not numba_loops.PACKED:
         pytest.skip("the packed loops need AVX-512")
@@ -620,8 +621,9 @@ def test_loops_split_by_units_project_their_own_inputs(cell, inference, monkeypa
     monkeypatch.setattr(numba_threads, "run", lambda parts: projects.extend(
         p.keywords.get("project", p.keywords.get("W") is not None and p.keywords["W"].size > 0)
         for p in parts) or real_run(parts))
-    monkeypatch.setattr(numba_loops, "FOLD_BYTES", 0)
-    monkeypatch.setattr(numba_loops, "SPLIT", "units")
+    if split == "units":
+        monkeypatch.setattr(numba_loops, "FOLD_BYTES", 0)
+    monkeypatch.setattr(numba_loops, "SPLIT", split)
     monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
 
     def run():
