@@ -651,6 +651,42 @@ def test_split_loops_project_their_own_inputs(cell, split, inference, monkeypatc
         backend.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_split_training_forward_runs_its_backwards_products_on_the_same_threads(cell, monkeypatch):
+    """A training forward with small weights split across the threads (4 rows a thread or more)
+    makes its backward's products run on lstmkit's threads too (``threaded``), even where the
+    backward's own loop runs on one: OpenBLAS's threads would share the cores with lstmkit's."""
+    from lstmkit.kernels import numba_threads
+    if not numba_loops.PACKED:
+        pytest.skip("the packed loops need AVX-512")
+    rng = np.random.default_rng(10)
+    G, Bn, Tn, In, Un = (4 if cell == "lstm" else 3), 8, 6, 8, 16
+    x = rng.normal(size=(Bn, Tn, In)).astype(np.float32)
+    k, r = (rng.normal(size=(n, G * Un)).astype(np.float32) * 0.3 for n in (In, Un))
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 2 * Bn * Un * G * Un * Tn)   # only the folding rule
+    flags, parts = [], []
+    real, real_run = backend.matmuls, numba_threads.run
+    monkeypatch.setattr(backend, "matmuls", lambda pairs, threaded=None, *a: flags.append(threaded)
+                        or real(pairs, threaded, *a))
+    monkeypatch.setattr(numba_threads, "run", lambda p: parts.append(len(p)) or real_run(p))
+    previous = backend.set_num_threads(2)
+    backend.set_backend("numba")
+    try:
+        if cell == "lstm":
+            out, _, _, cache = kernels.lstm_forward(x, None, None, None, k, r, None)
+            flags.clear()
+            kernels.lstm_backward(cache, np.cos(out))
+        else:
+            out, _, cache = kernels.gru_forward(x, None, None, k, r, None)
+            flags.clear()
+            kernels.gru_backward(cache, np.cos(out))
+        assert parts[0] == 2                     # the forward, split
+        assert flags and all(flags)
+    finally:
+        backend.set_backend("auto")
+        backend.set_num_threads(previous)
+
+
 def test_num_threads_setting():
     previous = kernels.set_num_threads(3)
     try:

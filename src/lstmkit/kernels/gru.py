@@ -115,7 +115,7 @@ def gru_backward(cache, d_outputs=None, d_h=None):
     dxw = buffers.empty((T, B, 3 * U), dtype)     # gradient of the input projections
     drec = buffers.empty((T, B, 3 * U), dtype)    # gradient of the recurrent products' outputs
     loops = backend.compiled_loops(dtype, activation, recurrent_activation) if reset_after else None
-    threaded = loops is not None and loops.threaded(B, T, U, 3 * U, dtype, backward=True)
+    threaded = loops is not None and loops.backward_threaded(B, T, kernel, recurrent_kernel, dtype)
     if loops is not None:
         dh = loops.gru_backward(d_outs, gates, rh_all, hs, recurrent_kernel, dh, ms, rmask, mode, activation,
                                 recurrent_activation, dxw, drec)

@@ -128,7 +128,7 @@ def lstm_backward(cache, d_outputs=None, d_h=None, d_c=None, *, weight_grads=Tru
     dh_steps = None if projection is None else buffers.empty((T, B, P), dtype)   # for d_projection
     loops = None if projection is not None else backend.compiled_loops(dtype, activation,
                                                                         recurrent_activation)
-    threaded = loops is not None and loops.threaded(B, T, U, 4 * U, dtype, backward=True)
+    threaded = loops is not None and loops.backward_threaded(B, T, kernel, recurrent_kernel, dtype)
     if loops is not None:
         dh, dc = loops.lstm_backward(d_outs, gates, cs, act_c, recurrent_kernel, dh, dc, ms, rmask, mode,
                                      activation, recurrent_activation, dz)

@@ -350,14 +350,15 @@ def _split(B, U, G, dtype, n):
 def _parts(B, T, U, G, dtype, backward=False, folds=False):
     """(waiting, [(b0, b1, u0, u1) of each thread]) for a loop run packed, or None for another way;
     ``waiting``: the number of threads that wait for each other at every step (1: none). ``folds``:
-    an inference loop that computes its input projections itself, with no product before it."""
+    a loop that computes its input projections itself, with small weights (``_small``)."""
     if not PACKED or T < PACKED_MIN_STEPS and not (backward and _whole_loop(B, U, G)):
         return None
-    # Threads pay for themselves on a large loop; on a smaller inference loop that folds its input
-    # projections and gives each thread 4 rows of the batch or more (B=8 T=20 U=128: 1.3x; with a
-    # product before the loop splitting costs as much, and a training forward split before a backward
-    # that is not is slower); and whatever the loop where the recurrent matrix does not fit one
-    # core's cache: split, each core keeps its share (B=1 T=20 U=512: 3x).
+    # Threads pay for themselves on a large loop; on a smaller loop that computes its input
+    # projections itself with small weights and gives each thread 4 rows of the batch or more (B=8
+    # T=20 U=128: 1.3x; with a product before the loop splitting costs as much; a training forward
+    # so split makes its backward's products run on the same threads: ``backward_threaded``); and
+    # whatever the loop where the recurrent matrix does not fit one core's cache: split, each core
+    # keeps its share (B=1 T=20 U=512: 3x).
     n = backend.get_num_threads()
     work = B * U * G * T
     fits = U * G * np.dtype(dtype).itemsize <= SPLIT_MATRIX_BYTES
@@ -388,10 +389,26 @@ def _projects(plan, B):
     return len(plan[1]) > 1 or backend.get_num_threads() == 1
 
 
-def threaded(B, T, U, G, dtype, backward=False):
+def threaded(B, T, U, G, dtype, backward=False, folds=False):
     """Whether a loop of this shape runs on several threads (its products then avoid OpenBLAS's)."""
-    plan = _parts(B, T, U, G, dtype, backward)
+    plan = _parts(B, T, U, G, dtype, backward, folds)
     return plan is not None and len(plan[1]) > 1
+
+
+def _small(kernel, recurrent_kernel, dtype):
+    """Whether both matrices together fit FOLD_BYTES: a loop's threads then compute the input
+    projections themselves (they stay in cache), and a loop is split from a smaller size on."""
+    return (kernel.size + recurrent_kernel.size) * np.dtype(dtype).itemsize <= FOLD_BYTES
+
+
+def backward_threaded(B, T, kernel, recurrent_kernel, dtype):
+    """Whether the backward of a layer of this shape, or its training forward, runs on several
+    threads: the backward's products then run on lstmkit's threads, never on OpenBLAS's, which
+    would share the cores with lstmkit's, still spinning after the forward (LSTM B=8 T=20 H=128,
+    forward and backward: 1.30 -> 1.15 ms)."""
+    U, G = recurrent_kernel.shape
+    return (threaded(B, T, U, G, dtype, backward=True)
+            or threaded(B, T, U, G, dtype, folds=_small(kernel, recurrent_kernel, dtype)))
 
 
 def _whole_loop(B, U, G):
@@ -703,10 +720,9 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
     # input matrix once; but step by step too in inference where each thread has enough rows to
     # multiply at full speed (no projections of every step in memory: B=128 T=20 H=256, 15.5 ->
     # 14.0 ms; B=64 T=50 H=512, 69.9 -> 65.0; at B=8 streaming the weights at each step is slower).
-    itemsize = np.dtype(dtype).itemsize
-    small = (kernel.size + recurrent_kernel.size) * itemsize <= FOLD_BYTES or (
+    small = _small(kernel, recurrent_kernel, dtype) or (
         not keep and B >= SPLIT_MIN_ROWS * backend.get_num_threads())
-    plan = _parts(B, T, U, G, dtype, folds=small and not keep)
+    plan = _parts(B, T, U, G, dtype, folds=small)
     fold = plan is not None and small
     # Larger ones split by units: each thread computes the input projections of its units itself,
     # before its loop (``_projects``).
@@ -1166,8 +1182,8 @@ def gru_forward(xs, kernel, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, a
     # by units (as the LSTM's) or, small weights (each thread packs all of the input matrix), by
     # rows: an inference loop is then split from a smaller size on, as the LSTM's that folds them
     # (B=8 T=20 H=128: 0.35 -> 0.26 ms); else one product first.
-    small = (kernel.size + recurrent_kernel.size) * np.dtype(dtype).itemsize <= FOLD_BYTES
-    plan = _parts(B, T, U, G, dtype, folds=small and not keep)
+    small = _small(kernel, recurrent_kernel, dtype)
+    plan = _parts(B, T, U, G, dtype, folds=small)
     project = _projects(plan, B) or (small and plan is not None and len(plan[1]) > 1)
     if project:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
