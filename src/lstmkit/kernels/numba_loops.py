@@ -377,16 +377,18 @@ def _parts(B, T, U, G, dtype, backward=False, folds=False):
     return None
 
 
-def _projects(plan, B):
-    """Whether the threads of ``plan`` (from ``_parts``) each compute their units' input projections
-    of every step before their loop, packing their columns of the input matrix: where each has
-    every row, split by units (no product before the loop, no start of the threads for it, each
-    thread's projections in its own core's cache: B=1 T=20 H=512, 1.2 -> 1.0 ms) or on a single
-    thread (one of BLAS's threads is no faster); not one thread of several (BLAS then uses them
-    all)."""
-    if plan is None or any(b0 != 0 or b1 != B for b0, b1, _, _ in plan[1]):
+def _projects(plan, B, by_rows):
+    """Whether the threads of ``plan`` (from ``_parts``) each compute their part of the input
+    projections of every step before their loop, packing their columns of the input matrix (no
+    product before the loop, no start of the threads for it, each thread's projections in its own
+    core's cache: B=1 T=20 H=512, 1.2 -> 1.0 ms): split by units; split by rows where ``by_rows``
+    (small weights: each thread packs all of the input matrix); on a single thread when it is the
+    only one (one of BLAS's threads is no faster), not one of several (BLAS then uses them all)."""
+    if plan is None:
         return False
-    return len(plan[1]) > 1 or backend.get_num_threads() == 1
+    if len(plan[1]) == 1:
+        return backend.get_num_threads() == 1
+    return by_rows or all(b0 == 0 and b1 == B for b0, b1, _, _ in plan[1])
 
 
 def threaded(B, T, U, G, dtype, backward=False, folds=False):
@@ -405,7 +407,7 @@ def backward_threaded(B, T, kernel, recurrent_kernel, dtype):
     """Whether the backward of a layer of this shape, or its training forward, runs on several
     threads: the backward's products then run on lstmkit's threads, never on OpenBLAS's, which
     would share the cores with lstmkit's, still spinning after the forward (LSTM B=8 T=20 H=128,
-    forward and backward: 1.30 -> 1.15 ms)."""
+    forward and backward: 1.28 -> 1.16 ms)."""
     U, G = recurrent_kernel.shape
     return (threaded(B, T, U, G, dtype, backward=True)
             or threaded(B, T, U, G, dtype, folds=_small(kernel, recurrent_kernel, dtype)))
@@ -592,12 +594,20 @@ PROJECT_BYTES = 1 << 18
 
 
 @njit(**JIT)
-def _project(x, P, p0, out, U, u0, u1, tmp):
-    """out[:, q*U + u0:q*U + u1] = x @ w[:, q*U + u0:q*U + u1] for each gate block q of the packed
-    ``P`` (``_blocks_product``), by blocks of PROJECT_BYTES of x's rows."""
-    rows = max(12, PROJECT_BYTES // max(1, x.shape[1] * x.itemsize) // 12 * 12)
-    for r0 in range(0, x.shape[0], rows):
-        r1 = min(r0 + rows, x.shape[0])
+def _project(xs, P, p0, xw, b0, b1, U, u0, u1, tmp):
+    """xw[t, b0:b1, q*U + u0:q*U + u1] = xs[t, b0:b1] @ w[:, q*U + u0:q*U + u1] for every step t and
+    gate block q of the packed ``P`` (``_blocks_product``): a thread's part of the input projections
+    (xs (T, B, I), xw (T, B, G)). With every row, all the steps' rows in one product, by blocks of
+    PROJECT_BYTES of them; else step by step."""
+    T, B, I = xs.shape
+    if b1 - b0 < B:
+        for t in range(T):
+            _blocks_product(xs[t, b0:b1], P, p0, xw[t, b0:b1], U, u0, u1, tmp, False, False)
+        return
+    x, out = xs.reshape((T * B, I)), xw.reshape((T * B, xw.shape[2]))
+    rows = max(12, PROJECT_BYTES // max(1, I * xs.itemsize) // 12 * 12)
+    for r0 in range(0, T * B, rows):
+        r1 = min(r0 + rows, T * B)
         _blocks_product(x[r0:r1], P, p0, out[r0:r1], U, u0, u1, tmp, False, False)
 
 
@@ -683,8 +693,7 @@ def _lstm_forward_part(sync, k, n, b0, b1, u0, u1, keep, xin, W, w_panels, proje
     Pw, pw = _filled(W, w_panels, U, u0, u1)     # no blocks without a W
     P, p = _filled(R, panels, U, u0, u1)
     if project:     # this thread's columns of every step's input projections: W's panels read once
-        TB = T * xin.shape[1]
-        _project(xin.reshape((TB, xin.shape[2])), Pw, pw, gates.reshape((TB, G)), U, u0, u1, tmp)
+        _project(xin, Pw, pw, gates, b0, b1, U, u0, u1, tmp)
     no_z = np.empty((0, G), gates.dtype)
     hr = np.empty((b1 - b0, hs.shape[2]), gates.dtype)
     scratch = np.zeros((2, U), gates.dtype)      # row 0: c before masking; row 1: zeros
@@ -742,7 +751,7 @@ def lstm_forward(xs, kernel, bias, recurrent_kernel, h, c, ms, rmask, mode, acti
     fold = plan is not None and small
     # Larger ones split by units: each thread computes the input projections of its units itself,
     # before its loop (``_projects``).
-    project = not small and _projects(plan, B)
+    project = not small and _projects(plan, B, by_rows=False)
     if fold or project:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
         gates = buffers.empty((T if keep or project else 2, B, G), dtype)
@@ -1156,11 +1165,7 @@ def _gru_forward_part(sync, k, n, b0, b1, u0, u1, keep, xs, W, w_panels, R, pane
     U = G // 3
     if W.shape[0] > 0:
         Pw, pw = _filled(W, w_panels, U, u0, u1)
-        if b1 - b0 == B:    # every row: one product over all the steps
-            _project(xs.reshape((T * B, xs.shape[2])), Pw, pw, xw.reshape((T * B, G)), U, u0, u1, tmp)
-        else:
-            for t in range(T):
-                _blocks_product(xs[t, b0:b1], Pw, pw, xw[t, b0:b1], U, u0, u1, tmp, False, False)
+        _project(xs, Pw, pw, xw, b0, b1, U, u0, u1, tmp)
     P, p = _filled(R, panels, U, u0, u1)
     hr = np.empty((b1 - b0, U), xw.dtype)
     for t in range(T):
@@ -1199,7 +1204,7 @@ def gru_forward(xs, kernel, b_in, recurrent_kernel, b_rec, h, ms, rmask, mode, a
     # (B=8 T=20 H=128: 0.35 -> 0.26 ms); else one product first.
     small = _small(kernel, recurrent_kernel, dtype)
     plan = _parts(B, T, U, G, dtype, folds=small)
-    project = _projects(plan, B) or (small and plan is not None and len(plan[1]) > 1)
+    project = _projects(plan, B, by_rows=small)
     if project:
         xin, W = np.ascontiguousarray(xs, dtype), np.ascontiguousarray(kernel, dtype)
         xw = buffers.empty((T, B, G), dtype)
